@@ -1,0 +1,80 @@
+# dockward's default desired state for an Ubuntu 24.04 Docker host.
+# Copy it to /etc/dockward/dockward.hcl (owned by root, mode 0600 or 0644)
+# and edit; `dockward validate` checks your edits, `dockward plan` shows what
+# they would change.
+
+agent {
+  # Restart journal, last-known-good copies and the last run report.
+  state_dir = "/var/lib/dockward"
+  # `dockward run` reconciles everything this often, plus a random share of
+  # splay, even when no event arrived.
+  interval = "5m"
+  splay    = "30s"
+  # React to changes of managed files, the firewall table, docker.service
+  # and Docker networks as they happen.
+  watch = true
+  # node_exporter textfile collector path, e.g.
+  # "/var/lib/prometheus/node-exporter/dockward.prom"; empty = no metrics.
+  metrics_textfile = ""
+}
+
+# /etc/docker/daemon.json. Keys not named here are kept as they are.
+docker_daemon {
+  path = "/etc/docker/daemon.json"
+  # Root in a container becomes an unprivileged high UID on the host.
+  userns_remap = "default"
+  # Capped local logs, kept for audit and forensics.
+  log_driver = "json-file"
+  log_opts   = { max-size = "10m", max-file = 3 }
+  settings = {
+    "no-new-privileges" = true  # setuid binaries cannot gain privileges
+    "live-restore"      = true  # containers survive a dockerd restart
+    "icc"               = false # no traffic between containers on docker0
+    "userland-proxy"    = false # published ports through iptables, not a proxy
+  }
+  # Check the candidate file with `dockerd --validate` before writing it.
+  validate = true
+}
+
+# The dockremap user's ranges in /etc/subuid and /etc/subgid, which
+# userns-remap = "default" needs.
+subordinate_ids "dockremap" {
+  count       = 65536
+  create_user = true
+}
+
+# Restart docker once when its configuration changed, check that it came
+# back, and put the previous files back if it did not.
+service "docker.service" {
+  state      = "running"
+  enabled    = true
+  restart_on = [docker_daemon, subordinate_ids.dockremap]
+  verify     = "docker"
+  timeout    = "90s"
+  rollback   = true
+}
+
+# nftables whitelist, in its own table `inet dockward`.
+firewall {
+  table = "dockward"
+
+  # Containers on the default bridge may reach DNS, HTTP and HTTPS only.
+  network "bridge" {
+    egress_allow {
+      proto = "udp"
+      ports = [53]
+      to    = ["0.0.0.0/0", "::/0"]
+    }
+    egress_allow {
+      proto = "tcp"
+      ports = [53, 80, 443]
+      to    = ["0.0.0.0/0", "::/0"]
+    }
+  }
+
+  # For sensitive services: no way out, not even to the host.
+  network "isolated" {
+    internal = true
+    create   = true
+  }
+}

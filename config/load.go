@@ -1,0 +1,201 @@
+package config
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+
+	"github.com/hashicorp/hcl/v2"
+	"github.com/hashicorp/hcl/v2/hclsyntax"
+)
+
+// File is a decoded configuration.
+type File struct {
+	Filename string
+	// Blocks in the order they were written; the agent block is not among
+	// them (see Agent).
+	Blocks []Block
+	Agent  *AgentBlock
+	// Files holds the parsed source, for rendering diagnostics.
+	Files map[string]*hcl.File
+}
+
+// Block returns the block with the given ID, or nil.
+func (f *File) Block(id string) Block {
+	for _, b := range f.Blocks {
+		if b.ID() == id {
+			return b
+		}
+	}
+	return nil
+}
+
+// Load parses and decodes src against the block kinds given. It returns
+// every diagnostic it finds, not only the first; a File is returned only
+// when there are no errors.
+func Load(filename string, src []byte, kinds []Kind) (*File, hcl.Diagnostics) {
+	f, diags := Decode(filename, src, kinds)
+	if diags.HasErrors() {
+		return nil, diags
+	}
+	return f, diags
+}
+
+// Decode is Load, but returns the partial File alongside errors (for
+// rendering diagnostics with their source).
+func Decode(filename string, src []byte, kinds []Kind) (*File, hcl.Diagnostics) {
+	out := &File{Filename: filename, Files: map[string]*hcl.File{}}
+	hf, diags := hclsyntax.ParseConfig(src, filename, hcl.InitialPos)
+	if hf != nil {
+		out.Files[filename] = hf
+	}
+	if diags.HasErrors() {
+		return out, diags
+	}
+
+	byType := map[string]Kind{AgentKind.Type: AgentKind}
+	for _, k := range kinds {
+		byType[k.Type] = k
+	}
+	schema := &hcl.BodySchema{}
+	types := make([]string, 0, len(byType))
+	for t := range byType {
+		types = append(types, t)
+	}
+	sort.Strings(types)
+	for _, t := range types {
+		schema.Blocks = append(schema.Blocks, hcl.BlockHeaderSchema{Type: t, LabelNames: byType[t].Labels})
+	}
+	content, d := hf.Body.Content(schema)
+	diags = append(diags, d...)
+
+	seen := map[string]hcl.Range{}
+	for _, hb := range content.Blocks {
+		id := BlockID(hb)
+		if first, dup := seen[id]; dup {
+			diags = append(diags, &hcl.Diagnostic{
+				Severity: hcl.DiagError,
+				Summary:  "Duplicate " + hb.Type + " block",
+				Detail:   fmt.Sprintf("%s was already declared at %s; each block may appear only once.", id, first),
+				Subject:  hb.DefRange.Ptr(),
+			})
+			continue
+		}
+		seen[id] = hb.DefRange
+		blk, d := byType[hb.Type].Decode(hb)
+		diags = append(diags, d...)
+		if blk == nil {
+			continue
+		}
+		if ab, ok := blk.(*AgentBlock); ok {
+			out.Agent = ab
+			continue
+		}
+		out.Blocks = append(out.Blocks, blk)
+	}
+	if out.Agent == nil {
+		out.Agent = DefaultAgent()
+	}
+
+	// restart_on and similar references must name declared blocks.
+	for _, b := range out.Blocks {
+		r, ok := b.(Referrer)
+		if !ok {
+			continue
+		}
+		for _, ref := range r.References() {
+			if _, ok := seen[ref.ID]; ok && ref.ID != b.ID() {
+				continue
+			}
+			detail := fmt.Sprintf("There is no block %s in this configuration.", ref.ID)
+			if ref.ID == b.ID() {
+				detail = "A block cannot refer to itself."
+			} else if s := suggest(ref.ID, keys(seen)); s != "" {
+				detail += fmt.Sprintf(" Did you mean %s?", s)
+			}
+			diags = append(diags, &hcl.Diagnostic{
+				Severity: hcl.DiagError, Summary: "Reference to undeclared block",
+				Detail: detail, Subject: ref.Range.Ptr(),
+			})
+		}
+	}
+	return out, diags
+}
+
+func keys(m map[string]hcl.Range) []string {
+	var ks []string
+	for k := range m {
+		if k != AgentKind.Type {
+			ks = append(ks, k)
+		}
+	}
+	sort.Strings(ks)
+	return ks
+}
+
+// suggest returns the candidate closest to given, or "" when none is close;
+// the same rule HCL uses for its "Did you mean" (edit distance under 3).
+func suggest(given string, candidates []string) string {
+	best, bestD := "", 3
+	for _, c := range candidates {
+		if d := levenshtein(given, c); d < bestD {
+			best, bestD = c, d
+		}
+	}
+	return best
+}
+
+func levenshtein(a, b string) int {
+	prev := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur := make([]int, len(b)+1)
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev = cur
+	}
+	return prev[len(b)]
+}
+
+// References decodes a list of block addresses, as in
+// restart_on = [docker_daemon, subordinate_ids.dockremap].
+func References(attr *hcl.Attribute) ([]Reference, hcl.Diagnostics) {
+	exprs, diags := ListElems(attr)
+	if diags.HasErrors() {
+		return nil, diags
+	}
+	var refs []Reference
+	for _, e := range exprs {
+		tr, d := hcl.AbsTraversalForExpr(e)
+		if d.HasErrors() {
+			diags = append(diags, errAt(e.Range(), "Invalid reference",
+				"Expected a block address like docker_daemon or subordinate_ids.dockremap, without quotes."))
+			continue
+		}
+		parts := []string{tr.RootName()}
+		for _, step := range tr[1:] {
+			switch s := step.(type) {
+			case hcl.TraverseAttr:
+				parts = append(parts, s.Name)
+			case hcl.TraverseIndex:
+				if s.Key.Type().FriendlyName() == "string" {
+					parts = append(parts, s.Key.AsString())
+					continue
+				}
+				diags = append(diags, errAt(e.Range(), "Invalid reference", "Block labels in a reference are names, like service[\"docker.service\"]."))
+			default:
+				diags = append(diags, errAt(e.Range(), "Invalid reference", "Unsupported step in a block address."))
+			}
+		}
+		refs = append(refs, Reference{ID: strings.Join(parts, "."), Range: e.Range()})
+	}
+	return refs, diags
+}
