@@ -121,3 +121,20 @@ func (o *Owed) Modules() []string {
 	sort.Strings(ids)
 	return ids
 }
+
+// Restore puts back a unit's entry as it was (nil removes it); used when an
+// apply that recorded a restart failed without changing anything.
+func (j *Journal) Restore(unit string, prev *Owed) error {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	m, err := j.load()
+	if err != nil {
+		return err
+	}
+	if prev == nil {
+		delete(m, unit)
+	} else {
+		m[unit] = prev
+	}
+	return j.store(m)
+}

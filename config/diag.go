@@ -2,16 +2,32 @@ package config
 
 import (
 	"encoding/json"
+	"fmt"
 	"io"
 
 	"github.com/hashicorp/hcl/v2"
 )
 
-// WriteDiagnostics prints diagnostics as HCL does: file:line:col, the
-// summary, the source line with the range underlined, and the detail.
+// WriteDiagnostics prints each diagnostic as a grep- and editor-friendly
+// "file:line:col: severity: summary" line followed by HCL's own rendering:
+// the source line with the range marked, and the detail.
 func WriteDiagnostics(w io.Writer, files map[string]*hcl.File, diags hcl.Diagnostics, color bool) error {
 	tw := hcl.NewDiagnosticTextWriter(w, files, 100, color)
-	return tw.WriteDiagnostics(diags)
+	for _, d := range diags {
+		sev := "error"
+		if d.Severity == hcl.DiagWarning {
+			sev = "warning"
+		}
+		if d.Subject != nil {
+			if _, err := fmt.Fprintf(w, "%s:%d:%d: %s: %s\n", d.Subject.Filename, d.Subject.Start.Line, d.Subject.Start.Column, sev, d.Summary); err != nil {
+				return err
+			}
+		}
+		if err := tw.WriteDiagnostic(d); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // DiagnosticsFormatVersion is the version of the JSON diagnostics format.

@@ -1,0 +1,51 @@
+# dockward: build, test, demo, bench, lint. See README.md.
+GO      ?= go
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS := -s -w -X main.version=$(VERSION)
+PKGS    := ./...
+
+.PHONY: build test unit lint bench demo acceptance-vagrant vagrant-validate clean
+
+build: bin/dockward
+
+bin/dockward: FORCE
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/dockward ./cmd/dockward
+
+FORCE:
+
+# Everything: unit tests, and as root the real-host tiers (kernel nftables in
+# network namespaces, the booted sandbox machine with systemd and Docker),
+# then a check that no machine, namespace, veth or mount was left behind.
+test: build
+	@if [ "$$(id -u)" != 0 ]; then \
+	  echo "make test: not root: skipping tier 1 (network namespaces) and tier 2 (sandbox machine) tests;"; \
+	  echo "           they need CAP_SYS_ADMIN/CAP_NET_ADMIN. Run 'sudo make test' for the full suite."; \
+	fi
+	$(GO) test -count=1 -timeout 80m $(PKGS)
+	@if [ -x integration/leakcheck.sh ]; then integration/leakcheck.sh; fi
+
+# Unit tests only (no root needed, a few seconds).
+unit:
+	$(GO) test -count=1 -short $(PKGS)
+
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet $(PKGS)
+	$(GO) tool staticcheck $(PKGS)
+
+bench: build
+	$(GO) test -run '^$$' -bench . -benchmem -count=1 $(PKGS)
+	@if [ -x integration/bench.sh ]; then integration/bench.sh; fi
+
+# The main job: a throwaway sandbox host shown converging, drifting and being corrected.
+demo: build
+	integration/demo.sh
+
+acceptance-vagrant: build
+	vagrant up --provision && vagrant destroy -f
+
+vagrant-validate:
+	vagrant validate
+
+clean:
+	rm -rf bin

@@ -1,0 +1,382 @@
+package agent
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/sirupsen/logrus"
+)
+
+var update = flag.Bool("update", false, "rewrite golden files")
+
+// fakeModule converges a value: Plan reports a change while have != want.
+type fakeModule struct {
+	id        string
+	have      *string
+	want      string
+	planErr   error
+	applyErr  error
+	applied   int
+	rolled    int
+	onApply   func(env *Env)
+	restartOn []string // makes it a Restarter
+	sawOwed   bool
+}
+
+func (f *fakeModule) ID() string { return f.id }
+func (f *fakeModule) Plan(ctx context.Context, env *Env) (*Plan, error) {
+	if f.planErr != nil {
+		return nil, f.planErr
+	}
+	if *f.have == f.want {
+		return &Plan{}, nil
+	}
+	return &Plan{Changes: []Change{{Action: Update, Target: f.id + ".value", Old: *f.have, New: f.want}}}, nil
+}
+func (f *fakeModule) Apply(ctx context.Context, env *Env, p *Plan) error {
+	f.applied++
+	if f.onApply != nil {
+		f.onApply(env)
+	}
+	if f.applyErr != nil {
+		return f.applyErr
+	}
+	*f.have = f.want
+	return nil
+}
+func (f *fakeModule) Rollback(ctx context.Context, env *Env) error { f.rolled++; return nil }
+
+// fakeUnit restarts when an upstream changed or a restart is owed.
+type fakeUnit struct {
+	deps      []string
+	restarts  int
+	failFirst bool
+	sawOwed   []string
+}
+
+func (u *fakeUnit) ID() string          { return "service.unit" }
+func (u *fakeUnit) Unit() string        { return "unit" }
+func (u *fakeUnit) RestartOn() []string { return u.deps }
+func (u *fakeUnit) Plan(ctx context.Context, env *Env) (*Plan, error) {
+	owed, err := env.Journal.Get("unit")
+	if err != nil {
+		return nil, err
+	}
+	need := owed != nil
+	for _, d := range u.deps {
+		need = need || len(env.Upstream[d]) > 0
+	}
+	if !need {
+		return &Plan{}, nil
+	}
+	if owed != nil {
+		u.sawOwed = owed.Modules()
+	}
+	return &Plan{Changes: []Change{{Action: Update, Target: "unit", Detail: "restart"}}}, nil
+}
+func (u *fakeUnit) Apply(ctx context.Context, env *Env, p *Plan) error {
+	u.restarts++
+	if u.failFirst {
+		u.failFirst = false
+		if err := env.RollbackUpstream(ctx, u.deps); err != nil {
+			return err
+		}
+		_ = env.Journal.Clear("unit")
+		return &RolledBackError{Err: errors.New("unit did not come back")}
+	}
+	return env.Journal.Clear("unit")
+}
+
+func newEngine(t *testing.T, mods ...Module) *Engine {
+	t.Helper()
+	log := logrus.New()
+	log.SetOutput(&bytes.Buffer{})
+	return &Engine{Modules: mods, StateDir: filepath.Join(t.TempDir(), "state"), Log: log, LockWait: time.Second}
+}
+
+func str(s string) *string { return &s }
+
+func TestApplyThenPlanIsEmptyAndExitCodes(t *testing.T) {
+	a := &fakeModule{id: "a", have: str("old"), want: "new"}
+	b := &fakeModule{id: "b", have: str("x"), want: "x"}
+	u := &fakeUnit{deps: []string{"a", "b"}}
+	e := newEngine(t, a, b, u)
+	ctx := context.Background()
+
+	plan, err := e.Plan(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := plan.ExitCode(); got != ExitChanged {
+		t.Fatalf("plan exit = %d, want 2", got)
+	}
+	if a.applied != 0 || u.restarts != 0 {
+		t.Fatal("plan applied something")
+	}
+	if _, err := os.Stat(e.StateDir); !os.IsNotExist(err) {
+		t.Fatalf("plan created the state directory: %v", err)
+	}
+
+	rep, err := e.Apply(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := rep.ExitCode(); got != ExitChanged {
+		t.Fatalf("apply exit = %d, want 2", got)
+	}
+	if u.restarts != 1 {
+		t.Fatalf("restarts = %d, want 1", u.restarts)
+	}
+	rep, err = e.Apply(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := rep.ExitCode(); got != ExitOK || u.restarts != 1 {
+		t.Fatalf("second apply exit = %d restarts = %d, want 0 and 1", got, u.restarts)
+	}
+	plan, _ = e.Plan(ctx)
+	if plan.ExitCode() != ExitOK {
+		t.Fatalf("plan after apply not empty: %+v", plan)
+	}
+}
+
+func TestOneRestartWhenTwoUpstreamsChanged(t *testing.T) {
+	a := &fakeModule{id: "a", have: str("1"), want: "2"}
+	b := &fakeModule{id: "b", have: str("1"), want: "2"}
+	u := &fakeUnit{deps: []string{"a", "b"}}
+	e := newEngine(t, a, b, u)
+	if _, err := e.Apply(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if u.restarts != 1 {
+		t.Fatalf("restarts = %d, want 1", u.restarts)
+	}
+	if diff := cmp.Diff([]string{"a", "b"}, u.sawOwed); diff != "" {
+		t.Fatalf("journal at restart (-want +got):\n%s", diff)
+	}
+}
+
+func TestRestartOwedIsRecordedBeforeTheChange(t *testing.T) {
+	var owedAtWrite *Owed
+	a := &fakeModule{id: "a", have: str("1"), want: "2"}
+	a.onApply = func(env *Env) { owedAtWrite, _ = env.Journal.Get("unit") }
+	u := &fakeUnit{deps: []string{"a"}}
+	e := newEngine(t, a, u)
+	if _, err := e.Apply(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if owedAtWrite == nil || len(owedAtWrite.Changes["a"]) != 1 {
+		t.Fatalf("restart not owed while a was written: %+v", owedAtWrite)
+	}
+	if o, _ := NewJournal(e.StateDir).Get("unit"); o != nil {
+		t.Fatalf("journal not cleared after the restart: %+v", o)
+	}
+}
+
+func TestCrashBetweenWriteAndRestartStillRestarts(t *testing.T) {
+	stateDir := filepath.Join(t.TempDir(), "state")
+	// A run wrote a's change and died before the restart: the journal says so.
+	if err := NewJournal(stateDir).Owe("unit", "a", []Change{{Action: Update, Target: "k"}}); err != nil {
+		t.Fatal(err)
+	}
+	a := &fakeModule{id: "a", have: str("2"), want: "2"} // already written
+	u := &fakeUnit{deps: []string{"a"}}
+	e := newEngine(t, a, u)
+	e.StateDir = stateDir
+	rep, err := e.Apply(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if u.restarts != 1 || rep.ExitCode() != ExitChanged {
+		t.Fatalf("restarts = %d exit = %d, want 1 and 2", u.restarts, rep.ExitCode())
+	}
+}
+
+func TestFailedApplyWithdrawsTheOwedRestart(t *testing.T) {
+	a := &fakeModule{id: "a", have: str("1"), want: "2", applyErr: errors.New("disk full")}
+	u := &fakeUnit{deps: []string{"a"}}
+	e := newEngine(t, a, u)
+	rep, err := e.Apply(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if u.restarts != 0 {
+		t.Fatalf("restarted after a failed write")
+	}
+	if rep.ExitCode() != ExitFailed {
+		t.Fatalf("exit = %d, want 4", rep.ExitCode())
+	}
+	if o, _ := NewJournal(e.StateDir).Get("unit"); o != nil {
+		t.Fatalf("owed restart left behind: %+v", o)
+	}
+}
+
+func TestRollbackMarksUpstreamAndFailsTheRun(t *testing.T) {
+	a := &fakeModule{id: "a", have: str("1"), want: "2"}
+	other := &fakeModule{id: "other", have: str("1"), want: "2"}
+	u := &fakeUnit{deps: []string{"a"}, failFirst: true}
+	e := newEngine(t, a, other, u)
+	rep, err := e.Apply(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a.rolled != 1 || other.rolled != 0 {
+		t.Fatalf("rolled back a=%d other=%d, want 1 and 0", a.rolled, other.rolled)
+	}
+	got := map[string]Status{}
+	for _, m := range rep.Modules {
+		got[m.ID] = m.Status
+	}
+	want := map[string]Status{"a": StatusRolledBack, "other": StatusChanged, "service.unit": StatusRolledBack}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Fatalf("statuses (-want +got):\n%s", diff)
+	}
+	if rep.ExitCode() != ExitChangedAndFail {
+		t.Fatalf("exit = %d, want 6", rep.ExitCode())
+	}
+}
+
+func TestOfflineAndPlanErrors(t *testing.T) {
+	a := &fakeModule{id: "a", have: str("1"), want: "1", planErr: ErrOffline}
+	b := &fakeModule{id: "b", have: str("1"), want: "1", planErr: errors.New("parse /etc/docker/daemon.json:3:7: invalid character")}
+	e := newEngine(t, a, b)
+	rep, _ := e.Plan(context.Background())
+	if rep.Modules[0].Status != StatusSkipped || rep.Modules[1].Status != StatusFailed {
+		t.Fatalf("statuses: %+v", rep.Modules)
+	}
+	if rep.ExitCode() != ExitUsage {
+		t.Fatalf("plan exit = %d, want 1", rep.ExitCode())
+	}
+	rep, _ = e.Apply(context.Background())
+	if rep.ExitCode() != ExitFailed {
+		t.Fatalf("apply exit = %d, want 4", rep.ExitCode())
+	}
+}
+
+func TestReportIsWritten(t *testing.T) {
+	a := &fakeModule{id: "a", have: str("1"), want: "2"}
+	e := newEngine(t, a)
+	if _, err := e.Apply(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(ReportPath(e.StateDir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rep map[string]any
+	if err := json.Unmarshal(b, &rep); err != nil {
+		t.Fatal(err)
+	}
+	if rep["format_version"] != ReportFormatVersion {
+		t.Fatalf("format_version = %v", rep["format_version"])
+	}
+	mods := rep["modules"].([]any)
+	m := mods[0].(map[string]any)
+	if m["id"] != "a" || m["status"] != "changed" {
+		t.Fatalf("module entry: %v", m)
+	}
+	if _, ok := rep["start"]; !ok {
+		t.Fatal("no start")
+	}
+}
+
+func TestSecondRunWaitsForTheLock(t *testing.T) {
+	stateDir := t.TempDir()
+	log := logrus.NewEntry(logrus.New())
+	first, err := AcquireLock(context.Background(), stateDir, true, time.Second, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = AcquireLock(context.Background(), stateDir, true, 200*time.Millisecond, log)
+	if !errors.Is(err, ErrLockTimeout) {
+		t.Fatalf("second lock: %v, want ErrLockTimeout", err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		l, err := AcquireLock(context.Background(), stateDir, true, 5*time.Second, log)
+		if err == nil {
+			_ = l.Release()
+		}
+		done <- err
+	}()
+	time.Sleep(150 * time.Millisecond)
+	if err := first.Release(); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("waiting run did not get the lock: %v", err)
+	}
+}
+
+func TestOnlySelectsModulesAndTheirRestarters(t *testing.T) {
+	a := &fakeModule{id: "a", have: str("1"), want: "2"}
+	b := &fakeModule{id: "b", have: str("1"), want: "2"}
+	u := &fakeUnit{deps: []string{"a"}}
+	e := newEngine(t, a, b, u)
+	e.Only = map[string]bool{"a": true}
+	if _, err := e.Apply(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if a.applied != 1 || b.applied != 0 || u.restarts != 1 {
+		t.Fatalf("applied a=%d b=%d restarts=%d", a.applied, b.applied, u.restarts)
+	}
+}
+
+func TestPlanTextGolden(t *testing.T) {
+	rep := &Report{Command: "plan", Modules: []ModuleResult{
+		{ID: "subordinate_ids.dockremap", Status: StatusChanged, Changes: []Change{
+			{Action: Create, Target: "user dockremap", New: "system user, no login"},
+			{Action: Create, Target: "/etc/subuid", New: "dockremap:100000:65536"},
+		}},
+		{ID: "docker_daemon", Status: StatusChanged, Changes: []Change{
+			{Action: Update, Target: "log-opts", Old: `{"max-size":"20m"}`, New: `{"max-file":"3","max-size":"10m"}`},
+			{Action: Delete, Target: "debug", Old: "true"},
+		}},
+		{ID: "service.docker.service", Status: StatusChanged, Changes: []Change{
+			{Action: Update, Target: "docker.service", Detail: "restart: docker_daemon changed log-opts"},
+		}},
+		{ID: "firewall", Status: StatusSkipped, Error: ErrOffline.Error()},
+		{ID: "other", Status: StatusOK},
+	}}
+	var buf bytes.Buffer
+	if err := WriteText(&buf, rep); err != nil {
+		t.Fatal(err)
+	}
+	golden(t, "plan.golden", buf.String())
+
+	rep.Command = "apply"
+	rep.Modules[2].Status = StatusRolledBack
+	rep.Modules[2].Error = "rolled back: docker.service did not become active within 90s"
+	buf.Reset()
+	_ = WriteText(&buf, rep)
+	golden(t, "apply-rolledback.golden", buf.String())
+}
+
+func golden(t *testing.T, name, got string) {
+	t.Helper()
+	path := filepath.Join("testdata", name)
+	if *update {
+		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (run go test -update to create it)", err)
+	}
+	if diff := cmp.Diff(string(want), got); diff != "" {
+		t.Errorf("%s mismatch (-want +got):\n%s", name, diff)
+	}
+	if strings.Contains(got, "%!") {
+		t.Errorf("formatting error in output:\n%s", got)
+	}
+}

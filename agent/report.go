@@ -1,0 +1,130 @@
+package agent
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+)
+
+// Status is a module's outcome in a run. An API: values are only added.
+type Status string
+
+const (
+	StatusOK         Status = "ok"          // converged, nothing to do
+	StatusChanged    Status = "changed"     // apply made changes (plan: changes pending)
+	StatusFailed     Status = "failed"      // plan or apply failed
+	StatusSkipped    Status = "skipped"     // not run (offline under --root)
+	StatusRolledBack Status = "rolled_back" // changed, failed, and the previous state was restored
+)
+
+// ReportFormatVersion is the version of the JSON run report and of
+// plan/apply --format json. Never change a field's meaning.
+const ReportFormatVersion = "1"
+
+// ModuleResult is one module's part of a Report.
+type ModuleResult struct {
+	ID       string   `json:"id"`
+	Status   Status   `json:"status"`
+	Changes  []Change `json:"changes"`
+	Error    string   `json:"error,omitempty"`
+	Duration float64  `json:"duration_seconds"`
+}
+
+// Report is the outcome of one plan or apply. Apply writes it to
+// StateDir/last-report.json.
+type Report struct {
+	FormatVersion string         `json:"format_version"`
+	Command       string         `json:"command"` // "plan" or "apply"
+	Start         time.Time      `json:"start"`
+	Duration      float64        `json:"duration_seconds"`
+	Modules       []ModuleResult `json:"modules"`
+}
+
+// Exit codes, an API from the first release (DESIGN.md).
+const (
+	ExitOK             = 0 // nothing to do / nothing changed / valid
+	ExitUsage          = 1 // config or usage error; plan: error
+	ExitChanged        = 2 // apply: changed; plan: changes pending
+	ExitFailed         = 4 // apply: failed
+	ExitChangedAndFail = 6 // apply: some changed, some failed
+)
+
+// Changed reports whether any module changed (apply) or has changes pending (plan).
+func (r *Report) Changed() bool {
+	for _, m := range r.Modules {
+		if m.Status == StatusChanged {
+			return true
+		}
+	}
+	return false
+}
+
+// Failed reports whether any module failed or was rolled back.
+func (r *Report) Failed() bool {
+	for _, m := range r.Modules {
+		if m.Status == StatusFailed || m.Status == StatusRolledBack {
+			return true
+		}
+	}
+	return false
+}
+
+// ExitCode maps the report to DESIGN.md's exit codes for its command.
+func (r *Report) ExitCode() int {
+	if r.Command == "plan" {
+		switch {
+		case r.Failed():
+			return ExitUsage
+		case r.Changed():
+			return ExitChanged
+		}
+		return ExitOK
+	}
+	switch {
+	case r.Failed() && r.Changed():
+		return ExitChangedAndFail
+	case r.Failed():
+		return ExitFailed
+	case r.Changed():
+		return ExitChanged
+	}
+	return ExitOK
+}
+
+// Counts returns how many changes add, change and destroy something, over
+// the modules that changed (or would): a rolled-back change is no change.
+func (r *Report) Counts() (add, change, destroy int) {
+	for _, m := range r.Modules {
+		if m.Status != StatusChanged {
+			continue
+		}
+		for _, c := range m.Changes {
+			switch c.Action {
+			case Create:
+				add++
+			case Update:
+				change++
+			case Delete:
+				destroy++
+			}
+		}
+	}
+	return
+}
+
+// ReportPath is where apply leaves its report.
+func ReportPath(stateDir string) string { return filepath.Join(stateDir, "last-report.json") }
+
+// WriteReport stores r atomically as the last report in stateDir.
+func WriteReport(stateDir string, r *Report) error {
+	b, err := json.MarshalIndent(r, "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(stateDir, 0o700); err != nil {
+		return fmt.Errorf("write report: %w", err)
+	}
+	return WriteFileAtomic(ReportPath(stateDir), append(b, '\n'), 0o644)
+}
