@@ -49,3 +49,10 @@ vagrant-validate:
 
 clean:
 	rm -rf bin
+
+# A .deb with the binary, the units and the default config (nfpm, run at a
+# pinned version without adding it to go.mod).
+NFPM := github.com/goreleaser/nfpm/v2/cmd/nfpm@v2.45.2
+package: build
+	mkdir -p dist/out
+	DOCKWARD_VERSION=$$(echo $(VERSION) | sed 's/^v//; s/^\([^0-9]\)/0.0.0~\1/') $(GO) run $(NFPM) package -f dist/nfpm.yaml -p deb -t dist/out/

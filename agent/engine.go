@@ -21,9 +21,9 @@ type Engine struct {
 	Log      *logrus.Logger
 	// LockWait bounds how long a run waits for another run's lock.
 	LockWait time.Duration
-	// Only, when not empty, restricts a run to these module IDs (the run
-	// loop converges only the modules an event concerns). Restarters whose
-	// upstream is included are included too.
+	// Only, when not empty, restricts a run to these module IDs (apply
+	// --only; the run loop converges only the modules an event concerns,
+	// plus their restarters: see WithRestarters).
 	Only map[string]bool
 }
 
@@ -43,17 +43,26 @@ func (e *Engine) env(applying bool) *Env {
 }
 
 func (e *Engine) selected(m Module) bool {
-	if len(e.Only) == 0 || e.Only[m.ID()] {
-		return true
+	return len(e.Only) == 0 || e.Only[m.ID()]
+}
+
+// WithRestarters adds to ids the modules that restart on any of them, so
+// that a change an event corrects still gets its restart.
+func (e *Engine) WithRestarters(ids map[string]bool) map[string]bool {
+	out := map[string]bool{}
+	for id := range ids {
+		out[id] = true
 	}
-	if r, ok := m.(Restarter); ok {
-		for _, id := range r.RestartOn() {
-			if e.Only[id] {
-				return true
+	for _, m := range e.Modules {
+		if r, ok := m.(Restarter); ok {
+			for _, dep := range r.RestartOn() {
+				if ids[dep] {
+					out[m.ID()] = true
+				}
 			}
 		}
 	}
-	return false
+	return out
 }
 
 // restartersOf returns the Restarters whose restart_on lists id.

@@ -322,7 +322,7 @@ func TestOnlySelectsModulesAndTheirRestarters(t *testing.T) {
 	b := &fakeModule{id: "b", have: str("1"), want: "2"}
 	u := &fakeUnit{deps: []string{"a"}}
 	e := newEngine(t, a, b, u)
-	e.Only = map[string]bool{"a": true}
+	e.Only = e.WithRestarters(map[string]bool{"a": true})
 	if _, err := e.Apply(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -378,5 +378,21 @@ func golden(t *testing.T, name, got string) {
 	}
 	if strings.Contains(got, "%!") {
 		t.Errorf("formatting error in output:\n%s", got)
+	}
+}
+
+func TestOnlyIsStrictForTheCommandLine(t *testing.T) {
+	a := &fakeModule{id: "a", have: str("1"), want: "2"}
+	u := &fakeUnit{deps: []string{"a"}}
+	e := newEngine(t, a, u)
+	e.Only = map[string]bool{"a": true}
+	if _, err := e.Apply(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if a.applied != 1 || u.restarts != 0 {
+		t.Fatalf("applied a=%d restarts=%d, want 1 and 0", a.applied, u.restarts)
+	}
+	if o, _ := NewJournal(e.StateDir).Get("unit"); o == nil {
+		t.Fatal("the restart a owes must stay in the journal for the unit's module to settle")
 	}
 }

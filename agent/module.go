@@ -20,9 +20,9 @@ import (
 type Action string
 
 const (
-	Create  Action = "+" // something missing is added
-	Update  Action = "~" // something present is changed (or a unit restarted/reloaded)
-	Delete  Action = "-" // something present is removed
+	Create Action = "+" // something missing is added
+	Update Action = "~" // something present is changed (or a unit restarted/reloaded)
+	Delete Action = "-" // something present is removed
 )
 
 // Change is one difference between the host and the desired state, as shown

@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"syscall"
 
 	"github.com/dockward/dockward/agent"
@@ -35,6 +36,9 @@ Usage:
   dockward apply    [-c FILE] [--format text|json]   0 nothing changed, 2 changed, 4 failed,
                                                      6 changed and failed, 1 config or usage error
   dockward run      [-c FILE]                        converge now, then on events and on an interval
+
+plan and apply take --only ID[,ID...] to work on some modules only (first boot
+applies files before docker's first start: --only subordinate_ids.dockremap,docker_daemon).
   dockward init                                      print the embedded default configuration
   dockward version
 
@@ -53,6 +57,7 @@ type globals struct {
 	logLevel  string
 	config    string
 	format    string
+	only      string
 }
 
 func (g *globals) register(fs *flag.FlagSet, cmd bool) {
@@ -62,6 +67,7 @@ func (g *globals) register(fs *flag.FlagSet, cmd bool) {
 	if cmd {
 		fs.StringVar(&g.config, "c", g.config, "configuration `FILE` (default /etc/dockward/dockward.hcl)")
 		fs.StringVar(&g.format, "format", g.format, "output format: text or json")
+		fs.StringVar(&g.only, "only", g.only, "comma-separated module `IDS` to plan or apply (default all), e.g. docker_daemon,subordinate_ids.dockremap")
 	}
 }
 
@@ -232,6 +238,17 @@ func engineFor(g *globals, cfg *config.File, log *logrus.Logger) *agent.Engine {
 
 func converge(ctx context.Context, cmd string, g *globals, cfg *config.File, log *logrus.Logger, stdout, stderr io.Writer) int {
 	eng := engineFor(g, cfg, log)
+	if g.only != "" {
+		eng.Only = map[string]bool{}
+		for _, id := range strings.Split(g.only, ",") {
+			id = strings.TrimSpace(id)
+			if cfg.Block(id) == nil {
+				fmt.Fprintf(stderr, "dockward %s: --only: no module %q in %s\n", cmd, id, cfg.Filename)
+				return agent.ExitUsage
+			}
+			eng.Only[id] = true
+		}
+	}
 	var rep *agent.Report
 	var err error
 	if cmd == "plan" {

@@ -3,17 +3,108 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
 
+	"github.com/coreos/go-systemd/v22/daemon"
 	"github.com/dockward/dockward/agent"
 	"github.com/dockward/dockward/config"
+	"github.com/dockward/dockward/modules"
 	"github.com/sirupsen/logrus"
 )
 
-// runAgent is `dockward run`, the resident agent (issue 6: not built yet).
-func runAgent(ctx context.Context, g *globals, cfg *config.File, log *logrus.Logger) int {
-	_ = ctx
-	_ = g
-	_ = cfg
-	log.Error(fmt.Sprint("dockward run: the resident agent is not implemented yet; use apply from a timer"))
-	return agent.ExitUsage
+// runAgent is `dockward run`, the resident agent: converge now, then on
+// events and on the interval. SIGHUP reloads the configuration; SIGTERM
+// lets the run in flight finish and exits 0.
+func runAgent(ctx context.Context, g *globals, first *config.File, log *logrus.Logger) int {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	reload := make(chan struct{}, 1)
+	go func() {
+		for range hup {
+			select {
+			case reload <- struct{}{}:
+			default:
+			}
+		}
+	}()
+
+	notify := func(state string) {
+		if _, err := daemon.SdNotify(false, state); err != nil {
+			log.WithError(err).Debug("sd_notify")
+		}
+	}
+	// WATCHDOG=1 at half the interval systemd expects, from its own
+	// goroutine: a converge that takes long must not be mistaken for a hang,
+	// but a wedged process stops the pings.
+	if wd, err := daemon.SdWatchdogEnabled(false); err == nil && wd > 0 {
+		go func() {
+			t := time.NewTicker(wd / 2)
+			defer t.Stop()
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case <-t.C:
+					notify("WATCHDOG=1")
+				}
+			}
+		}()
+	}
+
+	cfg := first
+	loads := 0
+	src, _ := config.Read(g.config, g.root)
+	loop := &agent.Loop{
+		Load: func() (*agent.Engine, agent.LoopSettings, error) {
+			loads++
+			if loads > 1 {
+				c, err := reloadConfig(g, log)
+				if err != nil {
+					return nil, agent.LoopSettings{}, err
+				}
+				cfg = c
+			}
+			set := agent.LoopSettings{Interval: cfg.Agent.Interval, Splay: cfg.Agent.Splay, Watch: cfg.Agent.Watch}
+			if cfg.Agent.MetricsTextfile != "" {
+				set.MetricsTextfile = cfg.Agent.MetricsTextfile
+				if g.root != "" {
+					set.MetricsTextfile = g.root + cfg.Agent.MetricsTextfile
+				}
+			}
+			return engineFor(g, cfg, log), set, nil
+		},
+		Reload:  reload,
+		Notify:  notify,
+		Metrics: agent.NewMetrics(),
+		Log:     log,
+	}
+	if src != nil && !src.Embedded {
+		loop.ConfigPath = src.Filename
+	}
+	if err := loop.Run(ctx); err != nil {
+		log.WithError(err).Error("dockward run")
+		return agent.ExitFailed
+	}
+	return agent.ExitOK
 }
+
+// reloadConfig re-reads and re-validates the configuration for SIGHUP.
+func reloadConfig(g *globals, log *logrus.Logger) (*config.File, error) {
+	src, err := config.Read(g.config, g.root)
+	if err != nil {
+		return nil, err
+	}
+	cfg, diags := config.Decode(src.Filename, src.Bytes, modules.Kinds)
+	if diags.HasErrors() {
+		_ = config.WriteDiagnostics(logWriter(log), cfg.Files, diags, false)
+		return nil, fmt.Errorf("%s: %d error(s)", src.Filename, countErrors(diags))
+	}
+	return cfg, nil
+}
+
+func logWriter(log *logrus.Logger) io.Writer { return log.WriterLevel(logrus.ErrorLevel) }

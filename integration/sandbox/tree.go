@@ -89,7 +89,8 @@ func EnsureTree(ctx context.Context, logf func(format string, args ...any)) (roo
 		return "", false, fmt.Errorf("lock %s (another process building the tree?): %w", lock.Path(), errors.Join(err, lctx.Err()))
 	}
 	defer lock.Unlock() //nolint:errcheck // released on close anyway
-	if TreeCached() { // built by whoever held the lock before us
+	// Built by whoever held the lock before us?
+	if TreeCached() {
 		return TreePath(), false, nil
 	}
 	removeStaleBuilds(key)
@@ -99,21 +100,9 @@ func EnsureTree(ctx context.Context, logf func(format string, args ...any)) (roo
 		return "", false, fmt.Errorf("create build dir in %s: %w", CacheDir, err)
 	}
 	defer os.RemoveAll(tmp) //nolint:errcheck // gone after the rename; left only on failure
-	rootfs := filepath.Join(tmp, "rootfs")
-	mirror, err := Mirror()
-	if err != nil {
-		return "", false, err
-	}
-	logf("sandbox: building the Debian %s tree with debootstrap from %s (about a minute, once per host)", Suite, mirror)
 	start := time.Now()
-	bctx, bcancel := context.WithTimeout(ctx, BuildTimeout)
-	defer bcancel()
-	logPath := filepath.Join(tmp, "debootstrap.log")
-	if err := debootstrap(bctx, rootfs, mirror, logPath); err != nil {
-		return "", false, fmt.Errorf("debootstrap %s into %s: %w\n%s", Suite, rootfs, err, tail(logPath, 40))
-	}
-	if err := prepareTree(rootfs); err != nil {
-		return "", false, fmt.Errorf("prepare tree %s: %w", rootfs, err)
+	if err := BuildTree(ctx, filepath.Join(tmp, "rootfs"), logf); err != nil {
+		return "", false, err
 	}
 	if err := os.WriteFile(filepath.Join(tmp, "complete"), []byte(time.Now().UTC().Format(time.RFC3339)+"\n"), 0o644); err != nil {
 		return "", false, fmt.Errorf("mark tree complete: %w", err)
@@ -124,6 +113,27 @@ func EnsureTree(ctx context.Context, logf func(format string, args ...any)) (roo
 	}
 	logf("sandbox: built the tree in %s: %s", time.Since(start).Round(100*time.Millisecond), final)
 	return TreePath(), true, nil
+}
+
+// BuildTree builds the machine's root file system into rootfs (which must
+// not exist yet): debootstrap from this host's Debian mirror, then the
+// preparation that makes it a fresh host. EnsureTree caches its result.
+func BuildTree(ctx context.Context, rootfs string, logf func(format string, args ...any)) error {
+	mirror, err := Mirror()
+	if err != nil {
+		return err
+	}
+	logf("sandbox: building the Debian %s tree with debootstrap from %s (about a minute, once per host)", Suite, mirror)
+	bctx, cancel := context.WithTimeout(ctx, BuildTimeout)
+	defer cancel()
+	logPath := filepath.Join(filepath.Dir(rootfs), "debootstrap.log")
+	if err := debootstrap(bctx, rootfs, mirror, logPath); err != nil {
+		return fmt.Errorf("debootstrap %s into %s: %w\n%s", Suite, rootfs, err, tail(logPath, 40))
+	}
+	if err := prepareTree(rootfs); err != nil {
+		return fmt.Errorf("prepare tree %s: %w", rootfs, err)
+	}
+	return nil
 }
 
 // removeStaleBuilds deletes build directories that a killed build left; we

@@ -1,0 +1,116 @@
+package agent
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Metrics counts what the agent did, for node_exporter's textfile collector.
+// A nil *Metrics ignores everything.
+type Metrics struct {
+	reg         *prometheus.Registry
+	runs        *prometheus.CounterVec
+	changes     *prometheus.CounterVec
+	failures    *prometheus.CounterVec
+	corrections *prometheus.CounterVec
+	restarts    *prometheus.CounterVec
+	lastSuccess prometheus.Gauge
+	duration    prometheus.Gauge
+}
+
+// NewMetrics makes the agent's metrics.
+func NewMetrics() *Metrics {
+	m := &Metrics{
+		reg: prometheus.NewRegistry(),
+		runs: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "dockward_runs_total", Help: "Converge runs, by result (ok, changed, failed).",
+		}, []string{"result"}),
+		changes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "dockward_module_changes_total", Help: "Changes applied, by module.",
+		}, []string{"module"}),
+		failures: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "dockward_module_failures_total", Help: "Failed or rolled-back module runs, by module.",
+		}, []string{"module"}),
+		corrections: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "dockward_drift_corrections_total", Help: "Runs after the first that found and corrected drift, by module.",
+		}, []string{"module"}),
+		restarts: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "dockward_service_restarts_total", Help: "Restarts and reloads done by service modules, by unit and action.",
+		}, []string{"unit", "action"}),
+		lastSuccess: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "dockward_last_success_timestamp_seconds", Help: "Start time of the last run that did not fail.",
+		}),
+		duration: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "dockward_last_run_duration_seconds", Help: "Duration of the last run.",
+		}),
+	}
+	m.reg.MustRegister(m.runs, m.changes, m.failures, m.corrections, m.restarts, m.lastSuccess, m.duration)
+	return m
+}
+
+// Observe counts one apply report. drift says the run was not the first
+// (its changes correct drift rather than provision).
+func (m *Metrics) Observe(rep *Report, drift bool) {
+	if m == nil || rep == nil {
+		return
+	}
+	result := "ok"
+	switch {
+	case rep.Failed():
+		result = "failed"
+	case rep.Changed():
+		result = "changed"
+	}
+	m.runs.WithLabelValues(result).Inc()
+	m.duration.Set(rep.Duration)
+	if !rep.Failed() {
+		m.lastSuccess.Set(float64(rep.Start.Unix()))
+	}
+	for _, mr := range rep.Modules {
+		switch mr.Status {
+		case StatusChanged:
+			m.changes.WithLabelValues(mr.ID).Add(float64(len(mr.Changes)))
+			if drift {
+				m.corrections.WithLabelValues(mr.ID).Inc()
+			}
+			if unit, ok := strings.CutPrefix(mr.ID, "service."); ok {
+				for _, c := range mr.Changes {
+					if a := RestartAction(c); a != "" {
+						m.restarts.WithLabelValues(unit, a).Inc()
+					}
+				}
+			}
+		case StatusFailed, StatusRolledBack:
+			m.failures.WithLabelValues(mr.ID).Inc()
+		}
+	}
+}
+
+// RestartAction tells whether a service change is a restart or reload: the
+// service module marks those changes with New "restart" or "reload".
+func RestartAction(c Change) string {
+	switch c.New {
+	case "restart", "reload":
+		return c.New
+	}
+	return ""
+}
+
+// WriteTextfile writes the metrics atomically in the Prometheus text format.
+func (m *Metrics) WriteTextfile(path string) error {
+	if m == nil {
+		return nil
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return fmt.Errorf("metrics textfile: %w", err)
+	}
+	// WriteToTextfile writes a temp file in the same directory and renames it.
+	if err := prometheus.WriteToTextfile(path, m.reg); err != nil {
+		return fmt.Errorf("metrics textfile %s: %w", path, err)
+	}
+	return nil
+}

@@ -1,0 +1,382 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/fsnotify/fsnotify"
+	"github.com/sirupsen/logrus"
+)
+
+// FileWatcher is implemented by modules whose state lives in files; the run
+// loop watches them (through their directories: editors and tools replace
+// files by rename) and converges the module when one changes.
+type FileWatcher interface {
+	Module
+	WatchedFiles(env *Env) []string
+}
+
+// EventSource is implemented by modules with other event sources: the
+// nftables monitor, D-Bus unit signals, Docker network events. Watch runs
+// until ctx ends and calls emit whenever the module may have drifted.
+type EventSource interface {
+	Module
+	Watch(ctx context.Context, env *Env, emit func(reason string)) error
+}
+
+// LoopSettings are the agent block's run-loop settings.
+type LoopSettings struct {
+	Interval, Splay time.Duration
+	Watch           bool
+	MetricsTextfile string
+}
+
+// Loop is `dockward run`: converge now, then on events and on a backstop
+// interval, until its context ends.
+type Loop struct {
+	// Load reads and validates the configuration; called at start and on
+	// every reload. A failed reload keeps the running configuration.
+	Load func() (*Engine, LoopSettings, error)
+	// Reload delivers SIGHUP.
+	Reload <-chan struct{}
+	// ConfigPath, when set, is watched: a change reloads.
+	ConfigPath string
+	// Notify sends sd_notify states ("READY=1", "STATUS=..."); may be nil.
+	Notify  func(state string)
+	Metrics *Metrics
+	Log     *logrus.Logger
+
+	Debounce time.Duration // quiet time that ends a burst of events
+	MaxDelay time.Duration // longest a burst may defer its converge
+	Backoff  Backoff
+	Grace    time.Duration // how long after an apply its own echo is ignored
+
+	// OnConverge, if set, is called after every converge (tests, benchmarks).
+	OnConverge func(rep *Report, trigger string)
+
+	rnd *rand.Rand
+}
+
+type loopEvent struct {
+	module string // "" = configuration changed
+	reason string
+}
+
+func (l *Loop) defaults() {
+	if l.Debounce == 0 {
+		l.Debounce = 20 * time.Millisecond
+	}
+	if l.MaxDelay == 0 {
+		l.MaxDelay = 500 * time.Millisecond
+	}
+	if l.Backoff == (Backoff{}) {
+		l.Backoff = Backoff{Base: 2 * time.Second, Max: 5 * time.Minute}
+	}
+	if l.Grace == 0 {
+		l.Grace = 100 * time.Millisecond
+	}
+	if l.Log == nil {
+		l.Log = logrus.StandardLogger()
+	}
+	if l.Notify == nil {
+		l.Notify = func(string) {}
+	}
+	l.rnd = rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 0))
+}
+
+// Run converges until ctx ends. A SIGTERM (ctx cancelled) lets the run in
+// flight finish: converges use a context that outlives ctx.
+func (l *Loop) Run(ctx context.Context) error {
+	l.defaults()
+	eng, set, err := l.Load()
+	if err != nil {
+		return err
+	}
+	events := make(chan loopEvent, 256)
+	emit := func(ev loopEvent) {
+		select {
+		case events <- ev:
+		default: // a full queue already holds a converge for everything that matters
+		}
+	}
+
+	var watchCancel context.CancelFunc
+	var watchWG sync.WaitGroup
+	startWatch := func() {
+		wctx, cancel := context.WithCancel(ctx)
+		watchCancel = cancel
+		if set.Watch {
+			l.startWatchers(wctx, &watchWG, eng, emit)
+		}
+		if l.ConfigPath != "" {
+			watchWG.Add(1)
+			go func() {
+				defer watchWG.Done()
+				l.watchFiles(wctx, []string{l.ConfigPath}, func(string) { emit(loopEvent{reason: "configuration changed"}) })
+			}()
+		}
+	}
+	stopWatch := func() {
+		watchCancel()
+		watchWG.Wait()
+	}
+
+	runCtx := context.WithoutCancel(ctx)
+	supp := &Suppressor{Grace: l.Grace}
+	deb := &Debouncer{Quiet: l.Debounce, MaxDelay: l.MaxDelay}
+	failures := 0
+	var retryAt time.Time
+
+	converge := func(only map[string]bool, trigger string) {
+		eng.Only = only
+		ids := moduleIDs(eng)
+		supp.Begin(ids)
+		start := time.Now()
+		rep, err := eng.Apply(runCtx)
+		supp.End(time.Now(), ids)
+		eng.Only = nil
+		if rep == nil {
+			rep = &Report{FormatVersion: ReportFormatVersion, Command: "apply", Start: start.UTC(), Duration: time.Since(start).Seconds()}
+		}
+		failed := err != nil || rep.Failed()
+		if failed {
+			failures++
+			retryAt = time.Now().Add(l.Backoff.Delay(failures))
+		} else {
+			failures = 0
+			retryAt = time.Time{}
+		}
+		l.Metrics.Observe(rep, trigger != "start")
+		if set.MetricsTextfile != "" {
+			if err := l.Metrics.WriteTextfile(set.MetricsTextfile); err != nil {
+				l.Log.WithError(err).Warn("could not write the metrics textfile")
+			}
+		}
+		entry := l.Log.WithFields(logrus.Fields{"trigger": trigger, "exit": rep.ExitCode(), "duration": time.Since(start).Round(time.Millisecond).String()})
+		switch {
+		case err != nil:
+			entry.WithError(err).Error("converge failed")
+		case failed:
+			entry.Errorf("converge failed; retrying in %s", l.Backoff.Delay(failures))
+		case rep.Changed():
+			entry.Info("converged: corrected drift")
+		default:
+			entry.Debug("converged: nothing to do")
+		}
+		l.Notify("STATUS=" + statusLine(rep, err))
+		if l.OnConverge != nil {
+			l.OnConverge(rep, trigger)
+		}
+	}
+
+	converge(nil, "start")
+	l.Notify("READY=1")
+	startWatch()
+	defer stopWatch()
+	backstop := NextBackstop(time.Now(), set.Interval, set.Splay, l.rnd)
+	reloadNow := false
+
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	for {
+		next := backstop
+		if d := deb.Deadline(); !d.IsZero() && d.Before(next) {
+			next = d
+		}
+		if !retryAt.IsZero() && retryAt.After(next) && deb.Pending() {
+			next = retryAt // events wait out the backoff
+		}
+		timer.Reset(max(time.Until(next), 0))
+
+		select {
+		case <-ctx.Done():
+			l.Log.Info("stopping")
+			l.Notify("STOPPING=1")
+			return nil
+		case <-l.Reload:
+			reloadNow = true
+		case ev := <-events:
+			now := time.Now()
+			if ev.module == "" {
+				reloadNow = true
+				break
+			}
+			if supp.Own(now, ev.module) {
+				continue
+			}
+			l.Log.WithFields(logrus.Fields{"module": ev.module, "event": ev.reason}).Debug("event")
+			deb.Add(now, ev.module, ev.reason)
+		case <-timer.C:
+			now := time.Now()
+			if !retryAt.IsZero() && now.Before(retryAt) {
+				if now.After(backstop) || now.Equal(backstop) {
+					backstop = NextBackstop(now, set.Interval, set.Splay, l.rnd)
+				}
+				continue
+			}
+			if pending, ok := deb.Take(now); ok {
+				only := map[string]bool{}
+				for id := range pending {
+					only[id] = true
+				}
+				converge(eng.WithRestarters(only), "event: "+describePending(pending))
+				continue
+			}
+			if !now.Before(backstop) {
+				converge(nil, "interval")
+				backstop = NextBackstop(time.Now(), set.Interval, set.Splay, l.rnd)
+			}
+		}
+		if reloadNow {
+			reloadNow = false
+			neng, nset, err := l.Load()
+			if err != nil {
+				l.Log.WithError(err).Error("reload: the new configuration is invalid; keeping the running one")
+				l.Notify("STATUS=reload failed: keeping the running configuration")
+				continue
+			}
+			l.Log.Info("reload: configuration reloaded")
+			stopWatch()
+			eng, set = neng, nset
+			startWatch()
+			converge(nil, "reload")
+			backstop = NextBackstop(time.Now(), set.Interval, set.Splay, l.rnd)
+		}
+	}
+}
+
+func (l *Loop) startWatchers(ctx context.Context, wg *sync.WaitGroup, eng *Engine, emit func(loopEvent)) {
+	env := eng.env(false)
+	for _, m := range eng.Modules {
+		id := m.ID()
+		if fw, ok := m.(FileWatcher); ok {
+			files := fw.WatchedFiles(env)
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				l.watchFiles(ctx, files, func(p string) { emit(loopEvent{module: id, reason: "changed " + p}) })
+			}()
+		}
+		if es, ok := m.(EventSource); ok {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				l.keepWatching(ctx, es, env.with(env.Log.WithField("module", id)), func(r string) { emit(loopEvent{module: id, reason: r}) })
+			}()
+		}
+	}
+}
+
+// keepWatching restarts an event source that fails (a D-Bus or Docker
+// connection that closed), backing off so a dead daemon is not hammered.
+func (l *Loop) keepWatching(ctx context.Context, es EventSource, env *Env, emit func(string)) {
+	b := Backoff{Base: time.Second, Max: time.Minute}
+	for n := 1; ; n++ {
+		start := time.Now()
+		err := es.Watch(ctx, env, emit)
+		if ctx.Err() != nil {
+			return
+		}
+		if errors.Is(err, ErrOffline) {
+			return
+		}
+		if time.Since(start) > time.Minute {
+			n = 1
+		}
+		env.Log.WithError(err).Warnf("event source stopped; restarting in %s", b.Delay(n))
+		// Something may have changed while we were not watching.
+		emit("event source restarted")
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(b.Delay(n)):
+		}
+	}
+}
+
+// watchFiles calls changed(path) whenever one of files is written, created,
+// removed or renamed over. It watches the parent directories.
+func (l *Loop) watchFiles(ctx context.Context, files []string, changed func(string)) {
+	w, err := fsnotify.NewWatcher()
+	if err != nil {
+		l.Log.WithError(err).Error("inotify unavailable; relying on the interval")
+		return
+	}
+	defer w.Close()
+	want := map[string]bool{}
+	dirs := map[string]bool{}
+	for _, f := range files {
+		want[filepath.Clean(f)] = true
+		dirs[filepath.Dir(f)] = true
+	}
+	for d := range dirs {
+		if err := w.Add(d); err != nil {
+			l.Log.WithError(err).WithField("dir", d).Warn("cannot watch directory; relying on the interval")
+		}
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case ev, ok := <-w.Events:
+			if !ok {
+				return
+			}
+			if want[filepath.Clean(ev.Name)] && !ev.Has(fsnotify.Chmod) {
+				changed(ev.Name)
+			}
+		case err, ok := <-w.Errors:
+			if !ok {
+				return
+			}
+			l.Log.WithError(err).Warn("inotify error")
+		}
+	}
+}
+
+// moduleIDs lists the modules the engine's next run covers.
+func moduleIDs(eng *Engine) []string {
+	var ids []string
+	for _, m := range eng.Modules {
+		if eng.selected(m) {
+			ids = append(ids, m.ID())
+		}
+	}
+	return ids
+}
+
+func describePending(p map[string]string) string {
+	var parts []string
+	for _, id := range sortedKeys(p) {
+		parts = append(parts, fmt.Sprintf("%s (%s)", id, p[id]))
+	}
+	return strings.Join(parts, ", ")
+}
+
+func statusLine(rep *Report, err error) string {
+	if err != nil {
+		return "last run failed: " + err.Error()
+	}
+	var failed []string
+	for _, m := range rep.Modules {
+		if m.Status == StatusFailed || m.Status == StatusRolledBack {
+			failed = append(failed, m.ID)
+		}
+	}
+	sort.Strings(failed)
+	at := rep.Start.Local().Format("15:04:05")
+	switch {
+	case len(failed) > 0:
+		return fmt.Sprintf("last run %s: failed: %s", at, strings.Join(failed, ", "))
+	case rep.Changed():
+		return fmt.Sprintf("last run %s: corrected drift", at)
+	}
+	return fmt.Sprintf("last run %s: converged", at)
+}

@@ -1,0 +1,193 @@
+# shellcheck shell=bash
+# lib.sh: assertions and host probes for dockward's acceptance scenarios.
+# Sourced by run.sh; each scenario runs in its own bash with this loaded.
+# Every assertion prints one "PASS: <scenario>: <what>" or "FAIL: ..." line and
+# records it in $DW_RESULTS, which run.sh counts.
+
+DOCKWARD=${DOCKWARD:-dockward}
+SCENARIO=${SCENARIO:-adhoc}
+DW_RESULTS=${DW_RESULTS:-/dev/null}
+
+pass() { echo "PASS: $SCENARIO: $*"; echo PASS >>"$DW_RESULTS"; }
+fail() { echo "FAIL: $SCENARIO: $*"; echo FAIL >>"$DW_RESULTS"; }
+skip() { echo "SKIP: $SCENARIO: $*"; echo SKIP >>"$DW_RESULTS"; }
+note() { echo "      $*"; }
+
+# indent prints its input under a failed assertion, so the reason is next to it.
+indent() { sed -e 's/^/        | /'; }
+
+# expect_exit CODE CMD...: run CMD, keep its combined output in $OUT and its
+# exit code in $CODE; pass when it exits CODE. CODE may be "0|2".
+expect_exit() {
+	local want=$1
+	shift
+	OUT=$("$@" 2>&1)
+	CODE=$?
+	if [[ "|$want|" == *"|$CODE|"* ]]; then
+		pass "'$*' exits $CODE"
+		return 0
+	fi
+	fail "'$*' exits $CODE, want $want"
+	printf '%s\n' "$OUT" | tail -n 60 | indent
+	return 1
+}
+
+# expect_contains TEXT NEEDLE [WHAT]: pass when TEXT contains NEEDLE (fixed string).
+expect_contains() {
+	local what=${3:-output contains \'$2\'}
+	if [[ "$1" == *"$2"* ]]; then
+		pass "$what"
+		return 0
+	fi
+	fail "$what: '$2' not found in:"
+	printf '%s\n' "$1" | tail -n 60 | indent
+	return 1
+}
+
+# expect_not_contains TEXT NEEDLE [WHAT]
+expect_not_contains() {
+	local what=${3:-output does not contain \'$2\'}
+	if [[ "$1" != *"$2"* ]]; then
+		pass "$what"
+		return 0
+	fi
+	fail "$what: '$2' found in:"
+	printf '%s\n' "$1" | tail -n 60 | indent
+	return 1
+}
+
+# expect_match TEXT ERE [WHAT]: pass when a line of TEXT matches the extended regexp.
+expect_match() {
+	local what=${3:-output matches /$2/}
+	if printf '%s\n' "$1" | grep -Eq -- "$2"; then
+		pass "$what"
+		return 0
+	fi
+	fail "$what: no line matches /$2/ in:"
+	printf '%s\n' "$1" | tail -n 60 | indent
+	return 1
+}
+
+# expect_eq GOT WANT WHAT
+expect_eq() {
+	if [[ "$1" == "$2" ]]; then
+		pass "$3"
+		return 0
+	fi
+	fail "$3: got '$1', want '$2'"
+	return 1
+}
+
+# expect_ne GOT NOTWANT WHAT
+expect_ne() {
+	if [[ "$1" != "$2" ]]; then
+		pass "$3"
+		return 0
+	fi
+	fail "$3: got '$1' both times"
+	return 1
+}
+
+# check WHAT CMD...: pass when CMD exits 0 (its output shown on failure).
+check() {
+	local what=$1 out
+	shift
+	if out=$("$@" 2>&1); then
+		pass "$what"
+		return 0
+	fi
+	fail "$what ('$*' failed)"
+	printf '%s\n' "$out" | tail -n 30 | indent
+	return 1
+}
+
+# check_not WHAT CMD...: pass when CMD fails.
+check_not() {
+	local what=$1 out
+	shift
+	if out=$("$@" 2>&1); then
+		fail "$what ('$*' succeeded)"
+		printf '%s\n' "$out" | tail -n 30 | indent
+		return 1
+	fi
+	pass "$what"
+}
+
+# need WHAT CMD...: a precondition; when it fails the scenario stops (FAIL).
+need() {
+	local what=$1 out
+	shift
+	if out=$("$@" 2>&1); then
+		return 0
+	fi
+	fail "precondition: $what ('$*' failed); scenario stopped"
+	printf '%s\n' "$out" | tail -n 40 | indent
+	exit 1
+}
+
+dw() { "$DOCKWARD" "$@"; }
+
+# converge: bring the host to the desired state first (apply exits 0 or 2).
+# shellcheck disable=SC2016 # $0 is expanded by the inner bash
+converge() { need "dockward apply converges the host" bash -c '"$0" apply; c=$?; [ $c = 0 ] || [ $c = 2 ]' "$DOCKWARD"; }
+
+# invocation_id: docker.service's current InvocationID (changes on every start).
+invocation_id() { systemctl show -p InvocationID --value docker.service; }
+
+# journal_cursor: the journal position now, for counting what happens after.
+journal_cursor() { journalctl -q -n 1 --show-cursor -o cat 2>/dev/null | sed -n 's/^-- cursor: //p'; }
+
+# docker_starts_since CURSOR: how many times systemd finished starting
+# docker.service after CURSOR (the "Started docker.service" message, by its
+# catalog id, so that the wording does not matter).
+docker_starts_since() {
+	journalctl -q --no-pager -o cat --after-cursor="$1" \
+		MESSAGE_ID=39f53479d3a045ac8e11786248231fbf UNIT=docker.service 2>/dev/null | grep -c .
+}
+
+# wait_for SECONDS WHAT CMD...: poll CMD until it succeeds, bounded.
+wait_for() {
+	local secs=$1 what=$2 end
+	shift 2
+	end=$((SECONDS + secs))
+	while ((SECONDS < end)); do
+		"$@" >/dev/null 2>&1 && return 0
+		sleep 0.2
+	done
+	"$@" >/dev/null 2>&1
+}
+
+wait_docker_active() { wait_for "${1:-90}" "docker.service active" systemctl is-active --quiet docker.service; }
+
+# checksums FILE...: one line per file, "missing" for an absent one.
+checksums() {
+	local f
+	for f in "$@"; do
+		if [[ -e "$f" ]]; then sha256sum "$f"; else echo "missing $f"; fi
+	done
+}
+
+# ensure_busybox: make busybox:local from the host's busybox-static when the
+# current Docker data root lacks it (userns-remap switches data roots).
+# Keep in step with sandbox.BusyboxScript.
+ensure_busybox() {
+	docker image inspect busybox:local >/dev/null 2>&1 && return 0
+	local d
+	d=$(mktemp -d)
+	mkdir -p "$d/bin" "$d/tmp" "$d/etc"
+	cp /bin/busybox "$d/bin/busybox"
+	local a
+	for a in $(/bin/busybox --list); do [[ $a == busybox ]] || ln -s busybox "$d/bin/$a"; done
+	echo 'root:x:0:0:root:/root:/bin/sh' >"$d/etc/passwd"
+	echo 'root:x:0:' >"$d/etc/group"
+	tar -C "$d" -c . | docker import -c 'CMD ["sh"]' -c 'ENV PATH=/bin' - busybox:local >/dev/null
+	local rc=$?
+	rm -rf "$d"
+	return $rc
+}
+
+# set_json_string FILE KEY VALUE: replace the string value of KEY wherever it
+# appears in FILE ("max-size": "10m" -> "99m"), as an operator's editor would.
+set_json_string() {
+	sed -E -i "s/(\"$2\"[[:space:]]*:[[:space:]]*)\"[^\"]*\"/\1\"$3\"/" "$1"
+}

@@ -1,0 +1,6 @@
+docker_daemon {
+  userns_remap = "default"
+  settings = {
+    "live-restore" = true
+  }
+}

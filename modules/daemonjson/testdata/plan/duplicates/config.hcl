@@ -1,0 +1,3 @@
+docker_daemon {
+  log_driver = "json-file"
+}

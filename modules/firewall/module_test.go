@@ -1,0 +1,220 @@
+package firewall
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/dockward/dockward/agent"
+	"github.com/google/go-cmp/cmp"
+)
+
+// fakeDocker is an Engine API with networks in memory.
+type fakeDocker struct {
+	nets    map[string]DockerNetwork
+	created []string
+	nextID  string
+}
+
+func (f *fakeDocker) Network(_ context.Context, name string) (DockerNetwork, bool, error) {
+	n, ok := f.nets[name]
+	return n, ok, nil
+}
+
+func (f *fakeDocker) CreateNetwork(_ context.Context, name string, internal bool) error {
+	if _, ok := f.nets[name]; ok {
+		return errors.New("network exists")
+	}
+	f.nets[name] = DockerNetwork{ID: f.nextID, Name: name, Driver: "bridge", Internal: internal}
+	f.created = append(f.created, name)
+	return nil
+}
+
+// fakeTables is the kernel side in memory; Replace keeps the ruleset as
+// given (rulesets are never mutated after Build).
+type fakeTables struct {
+	live     map[string]*Ruleset
+	replaces int
+	fail     error
+}
+
+func (f *fakeTables) Read(table string) (*Ruleset, error) { return f.live[table], nil }
+
+func (f *fakeTables) Replace(rs *Ruleset) error {
+	f.replaces++
+	if f.fail != nil {
+		return f.fail
+	}
+	f.live[rs.Table] = rs
+	return nil
+}
+
+func newFakes() (*fakeDocker, *fakeTables) {
+	return &fakeDocker{
+			nets: map[string]DockerNetwork{
+				"bridge": {ID: "f00dfeedf00dfeedf00d", Name: "bridge", Driver: "bridge",
+					Options: map[string]string{"com.docker.network.bridge.name": "docker0"}},
+				"app": {ID: "0123456789abcdef0123", Name: "app", Driver: "bridge"},
+			},
+			nextID: "abcdefabcdef99999999",
+		},
+		&fakeTables{live: map[string]*Ruleset{}}
+}
+
+const moduleHCL = `
+firewall {
+  network "bridge" {
+    egress_allow {
+      ports = [443]
+      to    = ["0.0.0.0/0"]
+    }
+  }
+  network "app" {
+    ingress_allow {
+      ports = [8080]
+      from  = ["10.0.0.0/8"]
+    }
+  }
+  network "isolated" {
+    internal = true
+    create   = true
+  }
+}`
+
+var liveEnv = &agent.Env{}
+
+func TestModuleConverges(t *testing.T) {
+	d, tables := newFakes()
+	m := NewWith(decodeHCL(t, moduleHCL), tables, d)
+	ctx := context.Background()
+	plan, err := m.Plan(ctx, liveEnv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := plan.Changes[0]; got != (agent.Change{Action: "+", Target: "docker network isolated", New: "driver bridge, internal", Detail: "create = true"}) {
+		t.Errorf("first change = %+v", got)
+	}
+	if got := plan.Changes[1]; got.Target != "table inet dockward" || got.Action != "+" {
+		t.Errorf("second change = %+v", got)
+	}
+	if !hasChange(plan.Changes, `rule iifname "(new isolated)" counter drop`) {
+		t.Errorf("plan does not show the new network's rules with a stand-in bridge: %+v", plan.Changes)
+	}
+	if len(d.created) != 0 || tables.replaces != 0 {
+		t.Fatalf("Plan changed something: created %v, replaces %d", d.created, tables.replaces)
+	}
+
+	if err := m.Apply(ctx, liveEnv, plan); err != nil {
+		t.Fatal(err)
+	}
+	if d := cmp.Diff([]string{"isolated"}, d.created); d != "" {
+		t.Errorf("created networks (-want +got):\n%s", d)
+	}
+	if !d.nets["isolated"].Internal {
+		t.Errorf("isolated was not created internal")
+	}
+	text := Render(tables.live["dockward"])
+	for _, want := range []string{`iifname "docker0" jump egress_bridge`, `oifname "br-0123456789ab" jump ingress_app`, `iifname "br-abcdefabcdef" counter drop`} {
+		if !strings.Contains(text, want) {
+			t.Errorf("applied table lacks %q:\n%s", want, text)
+		}
+	}
+
+	again, err := m.Plan(ctx, liveEnv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !again.Empty() {
+		t.Errorf("plan after apply: %+v", again.Changes)
+	}
+	if err := m.Apply(ctx, liveEnv, again); err != nil || tables.replaces != 1 {
+		t.Errorf("applying an empty plan: err %v, %d replaces", err, tables.replaces)
+	}
+}
+
+func hasChange(cs []agent.Change, s string) bool {
+	for _, c := range cs {
+		if c.New == s || c.Old == s {
+			return true
+		}
+	}
+	return false
+}
+
+func TestModuleOffline(t *testing.T) {
+	d, tables := newFakes()
+	m := NewWith(decodeHCL(t, moduleHCL), tables, d)
+	if _, err := m.Plan(context.Background(), &agent.Env{Root: "/srv/image"}); !errors.Is(err, agent.ErrOffline) {
+		t.Errorf("Plan under --root: %v", err)
+	}
+}
+
+func TestModuleMissingNetwork(t *testing.T) {
+	d, tables := newFakes()
+	m := NewWith(decodeHCL(t, "firewall {\n  network \"ghost\" {\n    internal = true\n  }\n}"), tables, d)
+	_, err := m.Plan(context.Background(), liveEnv)
+	if err == nil || !strings.Contains(err.Error(), `docker network "ghost" (declared at test.hcl:2,3-18) does not exist; create it, or set create = true`) {
+		t.Errorf("err = %v", err)
+	}
+}
+
+func TestModuleNotABridge(t *testing.T) {
+	d, tables := newFakes()
+	d.nets["ov"] = DockerNetwork{ID: "0123456789abcdef", Name: "ov", Driver: "overlay"}
+	m := NewWith(decodeHCL(t, "firewall {\n  network \"ov\" {\n    internal = true\n  }\n}"), tables, d)
+	if _, err := m.Plan(context.Background(), liveEnv); err == nil || !strings.Contains(err.Error(), `uses the "overlay" driver`) {
+		t.Errorf("err = %v", err)
+	}
+}
+
+// Networks with an explicit bridge need no Docker at all.
+func TestModuleBridgeOverrideNeedsNoDocker(t *testing.T) {
+	_, tables := newFakes()
+	m := NewWith(decodeHCL(t, "firewall {\n  network \"x\" {\n    bridge = \"br-x\"\n    internal = true\n  }\n}"), tables, nil)
+	m.newDocker = func() (Docker, error) { return nil, errors.New("no docker here") }
+	plan, err := m.Plan(context.Background(), liveEnv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Apply(context.Background(), liveEnv, plan); err != nil {
+		t.Fatal(err)
+	}
+	if p, err := m.Plan(context.Background(), liveEnv); err != nil || !p.Empty() {
+		t.Errorf("plan after apply: %v %+v", err, p)
+	}
+}
+
+func TestModuleApplyError(t *testing.T) {
+	d, tables := newFakes()
+	tables.fail = errors.New("replace table inet dockward: conn.Receive: netlink receive: invalid argument")
+	m := NewWith(decodeHCL(t, moduleHCL), tables, d)
+	plan, err := m.Plan(context.Background(), liveEnv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Apply(context.Background(), liveEnv, plan); !errors.Is(err, tables.fail) {
+		t.Errorf("Apply = %v", err)
+	}
+}
+
+func TestBridgeName(t *testing.T) {
+	tests := []struct {
+		n       DockerNetwork
+		want    string
+		wantErr string
+	}{
+		{DockerNetwork{Name: "bridge", Driver: "bridge", ID: "0123456789abcdef", Options: map[string]string{bridgeNameOption: "docker0"}}, "docker0", ""},
+		{DockerNetwork{Name: "bridge", Driver: "bridge", ID: "0123456789abcdef"}, "docker0", ""},
+		{DockerNetwork{Name: "app", Driver: "bridge", ID: "0123456789abcdef"}, "br-0123456789ab", ""},
+		{DockerNetwork{Name: "app", Driver: "bridge", ID: "0123456789abcdef", Options: map[string]string{bridgeNameOption: "app0"}}, "app0", ""},
+		{DockerNetwork{Name: "app", Driver: "bridge", ID: "0123"}, "", "too short"},
+		{DockerNetwork{Name: "host", Driver: "host", ID: "0123456789abcdef"}, "", `"host" driver`},
+	}
+	for _, tt := range tests {
+		got, err := BridgeName(tt.n)
+		if got != tt.want || (err == nil) != (tt.wantErr == "") || (err != nil && !strings.Contains(err.Error(), tt.wantErr)) {
+			t.Errorf("BridgeName(%+v) = %q, %v; want %q, %q", tt.n, got, err, tt.want, tt.wantErr)
+		}
+	}
+}

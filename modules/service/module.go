@@ -1,0 +1,458 @@
+package service
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/dockward/dockward/agent"
+	"github.com/sirupsen/logrus"
+)
+
+// Module converges one unit: enablement, state, and the restart (or reload)
+// owed when a module in restart_on changed.
+type Module struct {
+	b  *Block
+	sd *systemd
+
+	// handled identifies the run (see runKey) whose upstream changes a
+	// verified restart, reload or rollback has already covered: planning
+	// again in that run must not restart again. The durable side of this
+	// is the journal, which the engine writes before every upstream change.
+	handled any
+
+	// waited is how long the last Apply spent waiting for systemd and
+	// dockerd (job results, polls, /_ping); the rest of its time is
+	// dockward's own. Read by benchmarks.
+	waited time.Duration
+}
+
+var (
+	_ agent.Module    = (*Module)(nil)
+	_ agent.Restarter = (*Module)(nil)
+)
+
+// New makes the module for a decoded block; it connects to systemd on the
+// system bus when it first needs to.
+func New(b *Block) *Module { return newModule(b, DialSystem) }
+
+func newModule(b *Block, dial func(context.Context) (Bus, error)) *Module {
+	return &Module{b: b, sd: &systemd{dial: dial}}
+}
+
+// ID implements agent.Module.
+func (m *Module) ID() string { return m.b.ID() }
+
+// Unit implements agent.Restarter.
+func (m *Module) Unit() string { return m.b.Unit }
+
+// RestartOn implements agent.Restarter.
+func (m *Module) RestartOn() []string {
+	ids := make([]string, len(m.b.RestartOn))
+	for i, r := range m.b.RestartOn {
+		ids[i] = r.ID
+	}
+	return ids
+}
+
+// Close drops the D-Bus connection. The module re-connects if used again.
+func (m *Module) Close() { m.sd.close() }
+
+// action is the one job a plan runs on the unit (besides enablement).
+type action string
+
+const (
+	actNone    action = ""
+	actStart   action = "start"
+	actStop    action = "stop"
+	actRestart action = "restart"
+	actReload  action = "reload"
+	// actForget clears an owed restart that the unit does not need, because
+	// it is not running: it reads the new files when it starts.
+	actForget action = "forget"
+)
+
+// planState is what Plan hands Apply.
+type planState struct {
+	before unitState
+	enable *bool
+	action action
+	// owed are the changes a restart is owed for, by module: this run's
+	// upstream changes and the journal's (an earlier, interrupted run).
+	owed map[string][]agent.Change
+	// changedNow are the restart_on modules that changed in this run: the
+	// only ones a rollback can restore.
+	changedNow []string
+	// since is when the journal first recorded the owed restart (zero when
+	// the journal has none).
+	since time.Time
+}
+
+// Plan reads the unit and says what Apply would do. It changes nothing.
+func (m *Module) Plan(ctx context.Context, env *agent.Env) (*agent.Plan, error) {
+	if env.Offline() {
+		return nil, agent.ErrOffline
+	}
+	unit := m.b.Unit
+	u, err := m.sd.state(ctx, unit)
+	if err != nil {
+		return nil, err
+	}
+	switch u.LoadState {
+	case "loaded":
+	case "not-found":
+		return nil, fmt.Errorf("read %s: %w: systemd has no unit file for it (LoadState not-found); is the package installed?", unit, ErrNoSuchUnit)
+	case "masked":
+		if m.b.State == StateRunning || (m.b.Enabled != nil && *m.b.Enabled) {
+			return nil, fmt.Errorf("read %s: %w; dockward does not unmask units: run `systemctl unmask %s` if it should run", unit, ErrUnitMasked, unit)
+		}
+	default:
+		return nil, fmt.Errorf("read %s: its unit file could not be loaded (LoadState %s); see `systemctl status %s`", unit, u.LoadState, unit)
+	}
+
+	st := &planState{before: u, owed: map[string][]agent.Change{}}
+	if env.Journal != nil {
+		o, err := env.Journal.Get(unit)
+		if err != nil {
+			return nil, err
+		}
+		if o != nil {
+			st.since = o.Since
+			for _, id := range o.Modules() {
+				st.owed[id] = mergeChanges(st.owed[id], o.Changes[id])
+			}
+		}
+	}
+	if runKey(env) != m.handled {
+		for _, id := range m.RestartOn() {
+			if cs := env.Upstream[id]; len(cs) > 0 {
+				st.changedNow = append(st.changedNow, id)
+				st.owed[id] = mergeChanges(st.owed[id], cs)
+			}
+		}
+	}
+
+	var changes []agent.Change
+	if c, enable, err := m.planEnabled(u); err != nil {
+		return nil, err
+	} else if enable != nil {
+		st.enable = enable
+		changes = append(changes, c)
+	}
+
+	why := describeOwed(st.owed)
+	switch {
+	case m.b.State == StateStopped && u.running():
+		st.action = actStop
+		changes = append(changes, agent.Change{Action: agent.Update, Target: "state", Old: u.ActiveState, New: "inactive",
+			Detail: "stop " + unit})
+	case m.b.State == StateRunning && (!u.running() || u.crashLooping()):
+		st.action = actStart
+		d := "start " + unit
+		if len(st.owed) > 0 {
+			// First boot: the unit has never run the old files, so a start
+			// is all it needs.
+			d += ": it reads the new files as it starts (" + why + ")"
+		}
+		changes = append(changes, agent.Change{Action: agent.Update, Target: "state", Old: u.ActiveState, New: "active", Detail: d})
+	case len(st.owed) > 0 && u.running():
+		st.action = actRestart
+		if u.ActiveState == "active" && u.CanReload && onlyReloadable(st.owed) {
+			st.action = actReload
+		}
+		d := string(st.action) + " " + unit + ": " + why
+		if len(st.changedNow) == 0 && !st.since.IsZero() {
+			d += " (owed since " + st.since.Format(time.RFC3339) + " by an interrupted run)"
+		}
+		changes = append(changes, agent.Change{Action: agent.Update, Target: unit, Old: u.ActiveState, New: string(st.action) + "ed", Detail: d})
+	case len(st.owed) > 0:
+		st.action = actForget
+		changes = append(changes, agent.Change{Action: agent.Update, Target: unit, Old: "restart owed", New: "not needed",
+			Detail: unit + " is " + u.ActiveState + ": it reads the new files when it starts (" + why + ")"})
+	}
+	return &agent.Plan{Changes: changes, State: st}, nil
+}
+
+// crashLooping reports a unit that systemd keeps restarting because its
+// process fails: activating, but only as the next attempt of a failed one.
+func (u unitState) crashLooping() bool {
+	return u.ActiveState == "activating" && u.SubState == "auto-restart"
+}
+
+func (m *Module) planEnabled(u unitState) (agent.Change, *bool, error) {
+	if m.b.Enabled == nil {
+		return agent.Change{}, nil, nil
+	}
+	want := *m.b.Enabled
+	c := agent.Change{Action: agent.Update, Target: "enabled", Old: u.UnitFileState}
+	switch u.UnitFileState {
+	case "disabled", "enabled-runtime":
+		if want {
+			c.New = "enabled"
+			return c, &want, nil
+		}
+	case "enabled":
+		if !want {
+			c.New = "disabled"
+			return c, &want, nil
+		}
+	case "masked", "masked-runtime":
+		if want {
+			return c, nil, fmt.Errorf("enable %s: %w; dockward does not unmask units", m.b.Unit, ErrUnitMasked)
+		}
+	}
+	// static, indirect, generated, transient, alias, linked: no [Install]
+	// links of its own that enabling or disabling would change.
+	return c, nil, nil
+}
+
+// Apply runs what Plan found. A failed restart is rolled back when the block
+// says so; the error is then an *agent.RolledBackError.
+func (m *Module) Apply(ctx context.Context, env *agent.Env, plan *agent.Plan) error {
+	st, ok := plan.State.(*planState)
+	if plan.Empty() || !ok {
+		return nil
+	}
+	m.waited = 0
+	log := logger(env).WithFields(logrus.Fields{"module": m.ID(), "target": m.b.Unit})
+	if st.enable != nil {
+		if err := m.sd.enable(ctx, m.b.Unit, *st.enable); err != nil {
+			return err
+		}
+		log.WithField("enabled", *st.enable).Info("enablement changed")
+	}
+
+	var err error
+	switch st.action {
+	case actNone:
+	case actForget:
+		log.Info("owed restart not needed: the unit is not running")
+	case actStop:
+		err = m.stop(ctx)
+	case actStart, actRestart, actReload:
+		err = m.bounce(ctx, env, log, st)
+	}
+	if err != nil && !errors.As(err, new(*agent.RolledBackError)) {
+		// The restart stays owed: the next run tries again.
+		return err
+	}
+	// Verified: on the new files, or, rolled back, on the old ones. Either
+	// way the running unit has read the files now on disk.
+	m.handled = runKey(env)
+	if env.Journal != nil {
+		if cerr := env.Journal.Clear(m.b.Unit); cerr != nil {
+			return errors.Join(err, fmt.Errorf("%s verified, but clearing its owed restart failed: %w", m.b.Unit, cerr))
+		}
+	}
+	return err
+}
+
+// runKey identifies one run. The engine hands each module a copy of the
+// run's Env, but they share the run's Journal, which it makes afresh for
+// every run; an Env without a journal is its own run.
+func runKey(env *agent.Env) any {
+	if env.Journal != nil {
+		return env.Journal
+	}
+	return env
+}
+
+func logger(env *agent.Env) *logrus.Entry {
+	if env.Log != nil {
+		return env.Log
+	}
+	l := logrus.New()
+	l.Out = io.Discard
+	return logrus.NewEntry(l)
+}
+
+func (m *Module) stop(ctx context.Context) error {
+	deadline := time.Now().Add(m.b.Timeout)
+	res, err := m.job(ctx, jobStop, deadline)
+	if err != nil && !errors.Is(err, errJobLost) {
+		return err
+	}
+	if err == nil && res != "done" {
+		return m.failure(ctx, fmt.Errorf("stop %s: job %s", m.b.Unit, res))
+	}
+	for attempt := 0; ; attempt++ {
+		u, err := m.sd.state(ctx, m.b.Unit)
+		if err == nil && !u.running() && u.JobID == 0 {
+			return nil
+		}
+		if err := m.sleep(ctx, deadline, attempt); err != nil {
+			return m.failure(ctx, fmt.Errorf("stop %s: still running after %s: %w", m.b.Unit, m.b.Timeout, err))
+		}
+	}
+}
+
+// bounce starts, restarts or reloads the unit and verifies it; on failure it
+// rolls back when the block says so.
+func (m *Module) bounce(ctx context.Context, env *agent.Env, log *logrus.Entry, st *planState) error {
+	kind := jobKind(st.action)
+	if kind == jobReload {
+		err := m.runVerified(ctx, log, jobReload)
+		if err == nil {
+			return nil
+		}
+		// A failed reload leaves dockerd on its old settings; a restart
+		// applies them all the same.
+		log.WithError(err).Warn("reload failed; restarting instead")
+		kind = jobRestart
+	}
+	first := m.runVerified(ctx, log, kind)
+	if first == nil {
+		return nil
+	}
+	return m.recover(ctx, env, log, st, kind, first)
+}
+
+// runVerified runs one job and verifies the unit: the job ends "done", the
+// unit is active, and (verify = "docker") the Engine API answers /_ping, all
+// within timeout.
+func (m *Module) runVerified(ctx context.Context, log *logrus.Entry, kind jobKind) error {
+	unit := m.b.Unit
+	deadline := time.Now().Add(m.b.Timeout)
+	if kind != jobReload {
+		// docker.service allows 3 starts in 60 s (StartLimitBurst): a start
+		// after a failed one must not be refused with start-limit-hit.
+		if err := m.sd.resetFailed(ctx, unit); err != nil {
+			return err
+		}
+	}
+	log.Infof("%s %s", kind, unit)
+	res, err := m.job(ctx, kind, deadline)
+	switch {
+	case errors.Is(err, errJobLost):
+		log.Warn("connection to systemd lost during the job; checking the unit's state instead")
+	case err != nil:
+		return m.failure(ctx, err)
+	case res != "done":
+		return m.failure(ctx, fmt.Errorf("%s %s: job %s", kind, unit, res))
+	}
+	t := time.Now()
+	u, err := m.waitActive(ctx, deadline)
+	m.waited += time.Since(t)
+	if err != nil {
+		return m.failure(ctx, fmt.Errorf("%s %s: %w", kind, unit, err))
+	}
+	if m.b.Verify == VerifyDocker {
+		t := time.Now()
+		err := pingDocker(ctx, m.b.DockerSocket, deadline)
+		m.waited += time.Since(t)
+		if err != nil {
+			return m.failure(ctx, fmt.Errorf("%s %s: %w", kind, unit, err))
+		}
+	}
+	log.WithField("invocation", u.InvocationID).Infof("%s %s: verified", kind, unit)
+	return nil
+}
+
+func (m *Module) job(ctx context.Context, kind jobKind, deadline time.Time) (string, error) {
+	t := time.Now()
+	defer func() { m.waited += time.Since(t) }()
+	return m.sd.runJob(ctx, kind, m.b.Unit, deadline)
+}
+
+func (m *Module) sleep(ctx context.Context, deadline time.Time, attempt int) error {
+	t := time.Now()
+	defer func() { m.waited += time.Since(t) }()
+	return sleepUntil(ctx, deadline, pollInterval(attempt))
+}
+
+// failure adds the unit's current state to err, so that the error says what
+// the host is left with.
+func (m *Module) failure(ctx context.Context, err error) error {
+	return fmt.Errorf("%w; %s", err, m.describe(ctx))
+}
+
+func (m *Module) describe(ctx context.Context) string {
+	// A short budget of its own: ctx may be what just expired.
+	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	u, err := m.sd.stateWithResult(dctx, m.b.Unit)
+	if err != nil {
+		return fmt.Sprintf("the state of %s is unknown: %v", m.b.Unit, err)
+	}
+	return fmt.Sprintf("%s is now %s", m.b.Unit, u)
+}
+
+// recover handles a restart (or start) that did not verify: with rollback,
+// restore the last-known-good files of the restart_on modules that changed
+// in this run, reset the unit's failed state and start limit, restart it
+// and verify again.
+func (m *Module) recover(ctx context.Context, env *agent.Env, log *logrus.Entry, st *planState, kind jobKind, first error) error {
+	if ctx.Err() != nil || len(st.owed) == 0 {
+		// Interrupted (the restart stays owed for the next run), or a plain
+		// start that no file change caused: nothing to roll back.
+		return first
+	}
+	if !m.b.Rollback {
+		return fmt.Errorf("%w; rollback is off, the new files stay and the restart stays owed", first)
+	}
+	if len(st.changedNow) == 0 {
+		return fmt.Errorf("%w; not rolled back: no module in restart_on changed in this run (the restart was owed since %s by an interrupted run, whose files have no last-known-good copy from this run)",
+			first, st.since.Format(time.RFC3339))
+	}
+	return m.rollback(ctx, env, log, st.changedNow, kind, first)
+}
+
+func (m *Module) rollback(ctx context.Context, env *agent.Env, log *logrus.Entry, changed []string, kind jobKind, first error) error {
+	unit := m.b.Unit
+	what := strings.Join(changed, ", ")
+	if env.RollbackUpstream == nil {
+		return fmt.Errorf("%w; cannot roll back %s: the engine offers no rollback here; the new files stay", first, what)
+	}
+	log.WithError(first).Warnf("%s did not come back; rolling back %s", unit, what)
+	if err := env.RollbackUpstream(ctx, m.RestartOn()); err != nil {
+		return fmt.Errorf("%w; rollback failed too: restoring the last-known-good files of %s: %v; the files of %s may be the new or the old ones, and %s",
+			first, what, err, what, m.describe(ctx))
+	}
+	if err := m.runVerified(ctx, log, kind); err != nil {
+		return fmt.Errorf("%w; restored the last-known-good files of %s, but %s did not come back with them either: %v",
+			first, what, unit, err)
+	}
+	log.Warnf("rolled back %s; %s is active again on the previous files", what, unit)
+	return &agent.RolledBackError{Err: first}
+}
+
+// describeOwed renders what a restart is owed for:
+// "docker_daemon changed log-opts, userns-remap; subordinate_ids.dockremap changed /etc/subuid".
+func describeOwed(owed map[string][]agent.Change) string {
+	ids := make([]string, 0, len(owed))
+	for id := range owed {
+		ids = append(ids, id)
+	}
+	sort.Strings(ids)
+	var parts []string
+	for _, id := range ids {
+		var targets []string
+		seen := map[string]bool{}
+		for _, c := range owed[id] {
+			if !seen[c.Target] {
+				seen[c.Target] = true
+				targets = append(targets, c.Target)
+			}
+		}
+		parts = append(parts, id+" changed "+strings.Join(targets, ", "))
+	}
+	return strings.Join(parts, "; ")
+}
+
+// mergeChanges appends the changes of b not already in a.
+func mergeChanges(a, b []agent.Change) []agent.Change {
+outer:
+	for _, c := range b {
+		for _, have := range a {
+			if have == c {
+				continue outer
+			}
+		}
+		a = append(a, c)
+	}
+	return a
+}
