@@ -165,6 +165,61 @@ func (d *demo) story(boot time.Duration) {
 	d.step("apply", 2, append([]string{"dockward", "apply"}, quietFlags...)...)
 	d.show("", "grep", "max-size", "/etc/docker/daemon.json")
 	d.step("plan: converged again (exit 0)", 0, "dockward", "plan")
+
+	d.agent()
+}
+
+// agentUnit is the resident agent's unit, installed as the package does.
+const agentUnit = "dist/dockward.service"
+
+// agent shows `dockward run` under systemd correcting drift with nobody
+// running apply: a hand edit of daemon.json and a deleted firewall table.
+func (d *demo) agent() {
+	unit, err := os.ReadFile(agentUnit)
+	if err != nil {
+		fmt.Printf("\n(no %s here: skipping the resident agent)\n", agentUnit)
+		return
+	}
+	say("8. The resident agent: dockward.service runs `dockward run`, which watches the files, the firewall")
+	fmt.Println("   table, docker.service and Docker's networks, and corrects drift as it happens.")
+	if err := d.m.CopyIn(mustBin(), "/usr/bin/dockward", 0o755); err != nil {
+		d.failed = append(d.failed, err.Error())
+		return
+	}
+	d.m.WriteFile(nullTB{d}, "/etc/systemd/system/dockward.service", unit, 0o644)
+	d.step("start the agent", 0, "systemctl", "start", "dockward.service")
+	d.show("", "systemctl", "show", "-p", "ActiveState", "-p", "StatusText", "dockward.service")
+
+	fmt.Println("\n   Someone edits daemon.json again (max-size \"500m\"); nobody runs apply:")
+	d.watchFix(`sed -E -i 's/("max-size"[[:space:]]*:[[:space:]]*)"[^"]*"/\1"500m"/' /etc/docker/daemon.json`,
+		`grep -q '"max-size": *"10m"' /etc/docker/daemon.json`, "daemon.json back at max-size 10m")
+	fmt.Println("\n   Someone deletes the firewall table (nft delete table inet dockward):")
+	d.watchFix("nft delete table inet dockward", "nft list table inet dockward >/dev/null 2>&1", "table inet dockward back")
+	d.show("\n   what the agent logged:", "sh", "-c",
+		"journalctl -u dockward.service -o cat --no-pager | grep -vi -e '^started' -e '^starting' | tail -n 8")
+	d.quiet("systemctl", "stop", "dockward.service")
+}
+
+// watchFix makes the drift, then polls (bounded) until fixed holds again,
+// and says how long the agent took.
+func (d *demo) watchFix(drift, fixed, what string) {
+	start := time.Now()
+	d.quiet("sh", "-c", drift)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for {
+		if _, _, code, err := d.m.Run(ctx, "sh", "-c", fixed); err == nil && code == 0 {
+			fmt.Printf("   | %s after %s, corrected by the agent\n", what, time.Since(start).Round(time.Millisecond))
+			return
+		}
+		select {
+		case <-ctx.Done():
+			fmt.Printf("   NOT AS EXPECTED: %s: not corrected within 30s\n", what)
+			d.failed = append(d.failed, what+": not corrected by the agent within 30s")
+			return
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
 }
 
 // probe tries tcp/port on the stand-in internet from a new container on
@@ -255,6 +310,10 @@ func (d *demo) expect(ok bool, what string) {
 		d.failed = append(d.failed, what)
 	}
 }
+
+// nullTB lets the demo use the harness's testing.TB helpers: a failure is
+// recorded as a failed step.
+type nullTB struct{ d *demo }
 
 func printIndented(s string) {
 	s = strings.TrimRight(s, "\n")

@@ -149,8 +149,10 @@ func allowRules(prefix string, a *Allow, peerIsSource bool) ([]*Set, []Rule) {
 		{false, v4, prefix + "_v4", nftables.TypeIPAddr, unix.IPPROTO_ICMP},
 		{true, v6, prefix + "_v6", nftables.TypeIP6Addr, unix.IPPROTO_ICMPV6},
 	} {
-		var singles, ranges []Elem
-		for _, e := range prefixElems(fam.addrs) {
+		elems := prefixElems(fam.addrs)
+		singles := make([]Elem, 0, len(elems))
+		var ranges []Elem
+		for _, e := range elems {
 			if e.single() {
 				singles = append(singles, e)
 			} else {

@@ -270,7 +270,11 @@ func getElements(c *netlink.Conn, table, set string) ([]rawElem, error) {
 	if err != nil {
 		return nil, err
 	}
-	var out []rawElem
+	size := 0
+	for _, m := range msgs {
+		size += len(m.Data)
+	}
+	out := make([]rawElem, 0, size/16) // an element takes at least 16 bytes
 	for _, m := range msgs {
 		if len(m.Data) < 4 {
 			return nil, fmt.Errorf("short set element message (%d bytes)", len(m.Data))

@@ -3,6 +3,8 @@ package service
 import (
 	"context"
 	"errors"
+	"net"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -283,13 +285,15 @@ func TestRollbackFailsToo(t *testing.T) {
 			f.rollbackErr = errors.New("write /etc/docker/daemon.json: read-only file system")
 			_, _, err := f.apply(map[string][]agent.Change{"docker_daemon": changes("log-opts")})
 			want := "restart docker.service: job failed; docker.service is now failed (failed, result exit-code); " +
-				"rollback failed too: restoring the last-known-good files of docker_daemon: write /etc/docker/daemon.json: read-only file system; " +
-				"the files of docker_daemon may be the new or the old ones, and docker.service is now failed (failed, result exit-code)"
-			if err == nil || err.Error() != want {
+				"rollback failed too: write /etc/docker/daemon.json: read-only file system; " +
+				"of docker_daemon, the files of the modules named there may still be the new ones, the others' were restored; " +
+				"docker.service is active again (verified) on what is on disk now"
+			if err == nil || err.Error() != want || errors.As(err, new(*agent.RolledBackError)) {
 				t.Fatalf("error:\n%v\nwant:\n%s", err, want)
 			}
-			if n := f.sd.Count("RestartUnit", docker); n != 1 {
-				t.Errorf("%d restarts after a failed rollback, want 1", n)
+			// One more start after the failed rollback: the unit was down.
+			if n := f.sd.Count("RestartUnit", docker); n != 2 {
+				t.Errorf("%d restarts, want 2", n)
 			}
 			if f.owed() == nil {
 				t.Error("journal entry cleared")
@@ -539,4 +543,52 @@ func TestOffline(t *testing.T) {
 	if _, err := m.Plan(context.Background(), &agent.Env{Root: "/tmp/image"}); !errors.Is(err, agent.ErrOffline) {
 		t.Fatalf("plan under --root: %v", err)
 	}
+}
+
+func TestBusUnavailable(t *testing.T) {
+	t.Run("no bus", func(t *testing.T) {
+		t.Setenv("DBUS_SYSTEM_BUS_ADDRESS", "unix:path="+t.TempDir()+"/none")
+		m := New(testBlock())
+		_, err := m.Plan(context.Background(), &agent.Env{})
+		if !errors.Is(err, ErrBusUnavailable) || !strings.Contains(err.Error(), "connect to systemd over D-Bus") {
+			t.Fatalf("plan: %v", err)
+		}
+	})
+	// A bus that accepts and never answers must not hang a run whose
+	// context has no deadline.
+	t.Run("hung bus", func(t *testing.T) {
+		dir, err := os.MkdirTemp("", "hungbus")
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { os.RemoveAll(dir) })
+		l, err := net.Listen("unix", dir+"/bus")
+		if err != nil {
+			t.Fatal(err)
+		}
+		conns := make(chan net.Conn, 16)
+		go func() {
+			for {
+				c, err := l.Accept()
+				if err != nil {
+					close(conns)
+					return
+				}
+				conns <- c
+			}
+		}()
+		t.Cleanup(func() {
+			l.Close()
+			for c := range conns {
+				c.Close()
+			}
+		})
+		t.Setenv("DBUS_SYSTEM_BUS_ADDRESS", "unix:path="+dir+"/bus")
+		m := New(testBlock())
+		m.sd.callTimeout = 300 * time.Millisecond
+		_, err = m.Plan(context.Background(), &agent.Env{})
+		if !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "connect to systemd over D-Bus") {
+			t.Fatalf("plan: %v", err)
+		}
+	})
 }

@@ -408,9 +408,17 @@ func (m *Module) rollback(ctx context.Context, env *agent.Env, log *logrus.Entry
 		return fmt.Errorf("%w; cannot roll back %s: the engine offers no rollback here; the new files stay", first, what)
 	}
 	log.WithError(first).Warnf("%s did not come back; rolling back %s", unit, what)
-	if err := env.RollbackUpstream(ctx, m.RestartOn()); err != nil {
-		return fmt.Errorf("%w; rollback failed too: restoring the last-known-good files of %s: %v; the files of %s may be the new or the old ones, and %s",
-			first, what, err, what, m.describe(ctx))
+	if rerr := env.RollbackUpstream(ctx, m.RestartOn()); rerr != nil {
+		// Some files may be back, and the unit is down anyway: one more
+		// start can only help.
+		state := m.describe(ctx)
+		if err := m.runVerified(ctx, log, kind); err == nil {
+			state = unit + " is active again (verified) on what is on disk now"
+		} else {
+			state = unit + " did not come back: " + err.Error()
+		}
+		return fmt.Errorf("%w; rollback failed too: %v; of %s, the files of the modules named there may still be the new ones, the others' were restored; %s",
+			first, rerr, what, state)
 	}
 	if err := m.runVerified(ctx, log, kind); err != nil {
 		return fmt.Errorf("%w; restored the last-known-good files of %s, but %s did not come back with them either: %v",

@@ -35,9 +35,9 @@ var _ Bus = (*sddbus.Conn)(nil)
 // overrides where that is, which is how tests reach a private bus or a
 // sandbox machine's systemd from outside it.
 //
-// ctx becomes the connection's lifetime (godbus closes it when ctx ends),
-// so callers pass a context that outlives one call; the systemd type below
-// bounds the dial itself separately.
+// ctx becomes the connection's lifetime (godbus closes it when ctx ends, even
+// mid-authentication), so callers pass a context that outlives one call; the
+// systemd type below bounds the dial itself separately.
 func DialSystem(ctx context.Context) (Bus, error) {
 	c, err := sddbus.NewSystemConnectionContext(ctx)
 	if err != nil {
@@ -148,9 +148,15 @@ func parseUnitState(p map[string]any) unitState {
 // socket dropped), and bounds every call and every wait.
 type systemd struct {
 	dial func(ctx context.Context) (Bus, error)
+	// callTimeout bounds connecting and each method call, so that a hung
+	// bus or manager cannot hang a run whose context has no deadline
+	// (default 25 s, sd-bus's and libdbus's method call timeout).
+	callTimeout time.Duration
 
 	mu  sync.Mutex
 	bus Bus
+	// end ends the current connection's lifetime context (see DialSystem).
+	end context.CancelFunc
 }
 
 // conn returns a connected Bus, dialling a new one when there is none or the
@@ -162,28 +168,31 @@ func (s *systemd) conn(ctx context.Context) (Bus, error) {
 	if s.bus != nil && s.bus.Connected() {
 		return s.bus, nil
 	}
-	if s.bus != nil {
-		s.bus.Close()
-		s.bus = nil
-	}
+	s.closeLocked()
 	type result struct {
 		bus Bus
 		err error
 	}
 	ch := make(chan result, 1)
+	// The connection's own lifetime: ending it also breaks off a dial
+	// stuck in authentication, so a hung bus leaks nothing.
+	life, end := context.WithCancel(context.Background())
 	go func() {
-		b, err := s.dial(context.Background())
+		b, err := s.dial(life)
 		ch <- result{b, err}
 	}()
+	ctx, cancel := context.WithTimeout(ctx, s.timeout())
+	defer cancel()
 	select {
 	case r := <-ch:
 		if r.err != nil {
+			end()
 			return nil, fmt.Errorf("connect to systemd over D-Bus: %w: %w", ErrBusUnavailable, r.err)
 		}
-		s.bus = r.bus
+		s.bus, s.end = r.bus, end
 		return r.bus, nil
 	case <-ctx.Done():
-		// Close whatever the dial still returns, rather than leak it.
+		end()
 		go func() {
 			if r := <-ch; r.bus != nil {
 				r.bus.Close()
@@ -197,12 +206,12 @@ func (s *systemd) conn(ctx context.Context) (Bus, error) {
 // closed under it, the connection is re-made and f runs once more; only for
 // calls that may run twice (reads, reset-failed, enable), since the first
 // may have reached systemd before the connection went.
-func (s *systemd) call(ctx context.Context, f func(Bus) error) error {
+func (s *systemd) call(ctx context.Context, f func(ctx context.Context, b Bus) error) error {
 	b, err := s.conn(ctx)
 	if err != nil {
 		return err
 	}
-	err = f(b)
+	err = s.bounded(ctx, b, f)
 	if err == nil || b.Connected() || ctx.Err() != nil {
 		return err
 	}
@@ -210,22 +219,43 @@ func (s *systemd) call(ctx context.Context, f func(Bus) error) error {
 	if cerr != nil {
 		return err
 	}
-	return f(b)
+	return s.bounded(ctx, b, f)
+}
+
+func (s *systemd) bounded(ctx context.Context, b Bus, f func(ctx context.Context, b Bus) error) error {
+	ctx, cancel := context.WithTimeout(ctx, s.timeout())
+	defer cancel()
+	return f(ctx, b)
+}
+
+func (s *systemd) timeout() time.Duration {
+	if s.callTimeout > 0 {
+		return s.callTimeout
+	}
+	return 25 * time.Second
 }
 
 func (s *systemd) close() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.closeLocked()
+}
+
+func (s *systemd) closeLocked() {
 	if s.bus != nil {
 		s.bus.Close()
 		s.bus = nil
+	}
+	if s.end != nil {
+		s.end()
+		s.end = nil
 	}
 }
 
 // state reads the unit's properties in one GetAll call.
 func (s *systemd) state(ctx context.Context, unit string) (unitState, error) {
 	var p map[string]any
-	err := s.call(ctx, func(b Bus) error {
+	err := s.call(ctx, func(ctx context.Context, b Bus) error {
 		var err error
 		p, err = b.GetUnitPropertiesContext(ctx, unit)
 		return err
@@ -243,7 +273,7 @@ func (s *systemd) stateWithResult(ctx context.Context, unit string) (unitState, 
 	if err != nil {
 		return u, err
 	}
-	_ = s.call(ctx, func(b Bus) error {
+	_ = s.call(ctx, func(ctx context.Context, b Bus) error {
 		p, err := b.GetUnitTypePropertiesContext(ctx, unit, "Service")
 		if err == nil {
 			u.Result, _ = p["Result"].(string)
@@ -254,12 +284,12 @@ func (s *systemd) stateWithResult(ctx context.Context, unit string) (unitState, 
 }
 
 func (s *systemd) resetFailed(ctx context.Context, unit string) error {
-	return classify("reset-failed "+unit, s.call(ctx, func(b Bus) error { return b.ResetFailedUnitContext(ctx, unit) }))
+	return classify("reset-failed "+unit, s.call(ctx, func(ctx context.Context, b Bus) error { return b.ResetFailedUnitContext(ctx, unit) }))
 }
 
 func (s *systemd) enable(ctx context.Context, unit string, on bool) error {
 	op := "enable " + unit
-	err := s.call(ctx, func(b Bus) error {
+	err := s.call(ctx, func(ctx context.Context, b Bus) error {
 		if on {
 			_, _, err := b.EnableUnitFilesContext(ctx, []string{unit}, false, false)
 			return err
@@ -272,7 +302,7 @@ func (s *systemd) enable(ctx context.Context, unit string, on bool) error {
 		return classify(op, err)
 	}
 	// As systemctl enable does: make the manager see the new symlinks.
-	return classify("daemon-reload after "+op, s.call(ctx, func(b Bus) error { return b.ReloadContext(ctx) }))
+	return classify("daemon-reload after "+op, s.call(ctx, func(ctx context.Context, b Bus) error { return b.ReloadContext(ctx) }))
 }
 
 // jobKind names a unit job and the Manager method that queues it.
@@ -302,16 +332,20 @@ func (s *systemd) runJob(ctx context.Context, kind jobKind, unit string, deadlin
 	if err != nil {
 		return "", err
 	}
-	switch kind {
-	case jobStart:
-		_, err = bus.StartUnitContext(ctx, unit, "replace", ch)
-	case jobStop:
-		_, err = bus.StopUnitContext(ctx, unit, "replace", ch)
-	case jobRestart:
-		_, err = bus.RestartUnitContext(ctx, unit, "replace", ch)
-	case jobReload:
-		_, err = bus.ReloadUnitContext(ctx, unit, "replace", ch)
-	}
+	err = s.bounded(ctx, bus, func(ctx context.Context, bus Bus) error {
+		var err error
+		switch kind {
+		case jobStart:
+			_, err = bus.StartUnitContext(ctx, unit, "replace", ch)
+		case jobStop:
+			_, err = bus.StopUnitContext(ctx, unit, "replace", ch)
+		case jobRestart:
+			_, err = bus.RestartUnitContext(ctx, unit, "replace", ch)
+		case jobReload:
+			_, err = bus.ReloadUnitContext(ctx, unit, "replace", ch)
+		}
+		return err
+	})
 	if err != nil {
 		return "", classify(op, err)
 	}
