@@ -223,6 +223,11 @@ func (e *Engine) applyOne(ctx context.Context, env *Env, m Module, changedThisRu
 		}
 		return mr
 	}
+	for _, s := range owed {
+		if err := env.Journal.MarkWritten(s.unit, time.Now()); err != nil {
+			log.WithError(err).Warn("could not record when the change was written; the unit will restart")
+		}
+	}
 	mr.Status = StatusChanged
 	mr.Changes = p.Changes
 	env.Upstream[m.ID()] = p.Changes

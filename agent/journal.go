@@ -26,6 +26,12 @@ type Owed struct {
 	Since time.Time `json:"since"`
 	// Changes, per module ID, that made the restart owed.
 	Changes map[string][]Change `json:"changes"`
+	// Written is when the last of those changes was written (zero while
+	// a write is pending or when the run died before it). A unit that
+	// started after Written already reads the new files and needs no
+	// restart: that is how first boot (files written before docker's
+	// first start) settles its owed restart without restarting.
+	Written time.Time `json:"written,omitzero"`
 }
 
 // NewJournal returns the journal kept at stateDir/restart-owed.json.
@@ -136,5 +142,21 @@ func (j *Journal) Restore(unit string, prev *Owed) error {
 	} else {
 		m[unit] = prev
 	}
+	return j.store(m)
+}
+
+// MarkWritten records that the changes owed for unit are on disk now.
+func (j *Journal) MarkWritten(unit string, at time.Time) error {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	m, err := j.load()
+	if err != nil {
+		return err
+	}
+	o := m[unit]
+	if o == nil {
+		return nil
+	}
+	o.Written = at.UTC()
 	return j.store(m)
 }

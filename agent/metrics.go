@@ -91,11 +91,13 @@ func (m *Metrics) Observe(rep *Report, drift bool) {
 }
 
 // RestartAction tells whether a service change is a restart or reload: the
-// service module marks those changes with New "restart" or "reload".
+// service module marks those changes with New "restarted" or "reloaded".
 func RestartAction(c Change) string {
 	switch c.New {
-	case "restart", "reload":
-		return c.New
+	case "restarted":
+		return "restart"
+	case "reloaded":
+		return "reload"
 	}
 	return ""
 }

@@ -415,19 +415,29 @@ func (m *Machine) MustRun(t testing.TB, args ...string) string {
 	return out
 }
 
-// WriteFile writes a file inside the machine, creating parent directories.
+// WriteFile writes a file inside the machine, creating parent directories,
+// and fails the test when it cannot.
 func (m *Machine) WriteFile(t testing.TB, path string, data []byte, perm os.FileMode) {
 	t.Helper()
+	if err := m.PutFile(path, data, perm); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// PutFile writes a file inside the machine with exactly perm, creating
+// parent directories.
+func (m *Machine) PutFile(path string, data []byte, perm os.FileMode) error {
 	p := filepath.Join(m.Root(), path)
 	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-		t.Fatalf("machine %s: mkdir %s: %v", m.name, filepath.Dir(path), err)
+		return fmt.Errorf("machine %s: mkdir %s: %w", m.name, filepath.Dir(path), err)
 	}
 	if err := os.WriteFile(p, data, perm); err != nil {
-		t.Fatalf("machine %s: write %s: %v", m.name, path, err)
+		return fmt.Errorf("machine %s: write %s: %w", m.name, path, err)
 	}
 	if err := os.Chmod(p, perm); err != nil { // umask
-		t.Fatalf("machine %s: chmod %s: %v", m.name, path, err)
+		return fmt.Errorf("machine %s: chmod %s: %w", m.name, path, err)
 	}
+	return nil
 }
 
 // StopTimeout bounds the clean power-off (measured about 2 s) before the

@@ -6,9 +6,13 @@
 // replaces its table in one atomic batch; every other table is left alone.
 //
 // The desired table is built by pure functions (build.go) into a small IR
-// (ir.go), rendered as nft-like text (render.go) for plan diffs and golden
-// tests, and converted to netlink (nft.go). Network names are resolved to
-// bridge interfaces through the Docker Engine API (docker.go).
+// (ir.go) whose rules are google/nftables expressions, rendered as nft
+// text (render.go) and compared with the live table on that text
+// (diff.go). nft.go sends it as one batch and reads the table back;
+// nftrules.go holds the read-back parts done by hand (rules, because of a
+// decoding bug in google/nftables v0.3.0; set elements and dumps, for
+// speed). Network names are resolved to bridge interfaces through the
+// Docker Engine API (docker.go); module.go is Plan and Apply.
 package firewall
 
 import (

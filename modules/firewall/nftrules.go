@@ -1,6 +1,7 @@
 package firewall
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -107,7 +108,7 @@ func decodeRule(fam byte, data []byte) (Rule, error) {
 				return nil
 			})
 		case unix.NFTA_RULE_USERDATA:
-			r.Comment, _ = userdata.GetString(ad.Bytes(), userdata.TypeComment)
+			r.Comment = ruleComment(ad.Bytes())
 		}
 	}
 	return r, ad.Err()
@@ -351,17 +352,28 @@ const dumpBuffer = 64 << 10
 // ~140 walks and five syscalls per round. With a 64 KiB read the rounds are
 // 32 KiB, one syscall each.
 func dump(c *netlink.Conn, m netlink.Message) ([]netlink.Message, error) {
+	// A dump that a transaction interrupted (NLM_F_DUMP_INTR) may mix old
+	// and new state: ask again, a few times.
+	for try := 0; ; try++ {
+		msgs, intr, err := dumpOnce(c, m)
+		if err != nil || !intr || try == 2 {
+			return msgs, err
+		}
+	}
+}
+
+func dumpOnce(c *netlink.Conn, m netlink.Message) (_ []netlink.Message, interrupted bool, _ error) {
 	req, err := c.Send(m)
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	rc, err := c.SyscallConn()
 	if err != nil { // nltest: no socket
 		msgs, err := c.Receive()
 		if err != nil {
-			return nil, err
+			return nil, false, err
 		}
-		return msgs, netlink.Validate(req, msgs)
+		return msgs, false, netlink.Validate(req, msgs)
 	}
 	var out []netlink.Message
 	for {
@@ -376,26 +388,29 @@ func dump(c *netlink.Conn, m netlink.Message) ([]netlink.Message, error) {
 			err = rerr
 		}
 		if err != nil {
-			return nil, fmt.Errorf("receive dump: %w", err)
+			return nil, false, fmt.Errorf("receive dump: %w", err)
 		}
 		raw, err := syscall.ParseNetlinkMessage(buf[:n])
 		if err != nil {
-			return nil, fmt.Errorf("parse dump: %w", err)
+			return nil, false, fmt.Errorf("parse dump: %w", err)
 		}
 		for _, r := range raw {
 			if r.Header.Seq != req.Header.Sequence {
 				continue // a late answer to something else
 			}
+			if r.Header.Flags&unix.NLM_F_DUMP_INTR != 0 {
+				interrupted = true
+			}
 			switch r.Header.Type {
 			case unix.NLMSG_DONE:
-				return out, nil
+				return out, interrupted, nil
 			case unix.NLMSG_ERROR:
 				if len(r.Data) >= 4 {
 					if errno := -int32(binary.NativeEndian.Uint32(r.Data[:4])); errno != 0 {
-						return nil, syscall.Errno(errno)
+						return nil, false, syscall.Errno(errno)
 					}
 				}
-				return out, nil
+				return out, interrupted, nil
 			}
 			out = append(out, netlink.Message{
 				Header: netlink.Header{Length: r.Header.Len, Type: netlink.HeaderType(r.Header.Type),
@@ -436,4 +451,22 @@ func getGen(c *netlink.Conn) (uint32, error) {
 		}
 	}
 	return 0, errors.New("no generation in the kernel's answer")
+}
+
+// ruleComment returns the comment in a rule's user data (type-length-value
+// records of one byte each, as nft writes them). It is
+// userdata.GetString with bounds checks: that one panics on a record that
+// runs past the end.
+func ruleComment(udata []byte) string {
+	for len(udata) >= 2 {
+		typ, l := udata[0], int(udata[1])
+		if 2+l > len(udata) {
+			return ""
+		}
+		if typ == byte(userdata.TypeComment) {
+			return string(bytes.TrimRight(udata[2:2+l], "\x00"))
+		}
+		udata = udata[2+l:]
+	}
+	return ""
 }

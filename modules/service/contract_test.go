@@ -3,6 +3,7 @@ package service
 import (
 	"context"
 	"errors"
+	"io"
 	"net"
 	"os"
 	"strings"
@@ -203,6 +204,9 @@ func TestFailedRestartRollsBack(t *testing.T) {
 				if !strings.Contains(rb.Err.Error(), "restart docker.service: "+wantJob) {
 					t.Errorf("first failure = %q, want it to name %q", rb.Err, wantJob)
 				}
+				if !strings.HasSuffix(err.Error(), "; restored the last-known-good files of docker_daemon, and docker.service is active again (verified)") {
+					t.Errorf("error does not say the host is back: %v", err)
+				}
 				if diff := cmp.Diff([][]string{{"docker_daemon", "subordinate_ids.dockremap"}}, f.rollbacks); diff != "" {
 					t.Errorf("rollbacks (-want +got):\n%s", diff)
 				}
@@ -266,7 +270,7 @@ func TestRollbackFailsToo(t *testing.T) {
 				t.Fatalf("want a plain error, got %v", err)
 			}
 			for _, want := range []string{
-				"restart docker.service: job failed; docker.service is now failed (failed, result exit-code)",
+				"restart docker.service: job failed; docker.service was left failed (failed, result exit-code)",
 				"restored the last-known-good files of docker_daemon, subordinate_ids.dockremap, but docker.service did not come back with them either",
 			} {
 				if !strings.Contains(err.Error(), want) {
@@ -284,7 +288,7 @@ func TestRollbackFailsToo(t *testing.T) {
 			f.sd.Script(docker, fakesystemd.Failed)
 			f.rollbackErr = errors.New("write /etc/docker/daemon.json: read-only file system")
 			_, _, err := f.apply(map[string][]agent.Change{"docker_daemon": changes("log-opts")})
-			want := "restart docker.service: job failed; docker.service is now failed (failed, result exit-code); " +
+			want := "restart docker.service: job failed; docker.service was left failed (failed, result exit-code); " +
 				"rollback failed too: write /etc/docker/daemon.json: read-only file system; " +
 				"of docker_daemon, the files of the modules named there may still be the new ones, the others' were restored; " +
 				"docker.service is active again (verified) on what is on disk now"
@@ -341,7 +345,7 @@ func TestJobTimeoutIsBounded(t *testing.T) {
 		if !errors.Is(err, ErrTimeout) || ctx.Err() != nil {
 			t.Fatalf("want ErrTimeout from the module's own timer, got %v (ctx %v)", err, ctx.Err())
 		}
-		if !strings.Contains(err.Error(), "restart docker.service: job not finished: timed out; docker.service is now activating (start)") {
+		if !strings.Contains(err.Error(), "restart docker.service: job not finished: timed out; docker.service was left activating (start)") {
 			t.Errorf("error does not say what is left: %v", err)
 		}
 	})
@@ -590,5 +594,12 @@ func TestBusUnavailable(t *testing.T) {
 		if !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "connect to systemd over D-Bus") {
 			t.Fatalf("plan: %v", err)
 		}
+		// The abandoned dial is broken off: the client hangs up.
+		c := <-conns
+		_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		if _, err := io.Copy(io.Discard, c); err != nil {
+			t.Errorf("the abandoned connection stayed open: %v", err)
+		}
+		c.Close()
 	})
 }

@@ -364,8 +364,8 @@ func (m *Module) sleep(ctx context.Context, deadline time.Time, attempt int) err
 	return sleepUntil(ctx, deadline, pollInterval(attempt))
 }
 
-// failure adds the unit's current state to err, so that the error says what
-// the host is left with.
+// failure adds the unit's state to err, so that the error says what the
+// failed step left the host with.
 func (m *Module) failure(ctx context.Context, err error) error {
 	return fmt.Errorf("%w; %s", err, m.describe(ctx))
 }
@@ -378,7 +378,7 @@ func (m *Module) describe(ctx context.Context) string {
 	if err != nil {
 		return fmt.Sprintf("the state of %s is unknown: %v", m.b.Unit, err)
 	}
-	return fmt.Sprintf("%s is now %s", m.b.Unit, u)
+	return fmt.Sprintf("%s was left %s", m.b.Unit, u)
 }
 
 // recover handles a restart (or start) that did not verify: with rollback,
@@ -411,7 +411,7 @@ func (m *Module) rollback(ctx context.Context, env *agent.Env, log *logrus.Entry
 	if rerr := env.RollbackUpstream(ctx, m.RestartOn()); rerr != nil {
 		// Some files may be back, and the unit is down anyway: one more
 		// start can only help.
-		state := m.describe(ctx)
+		var state string
 		if err := m.runVerified(ctx, log, kind); err == nil {
 			state = unit + " is active again (verified) on what is on disk now"
 		} else {
@@ -425,7 +425,7 @@ func (m *Module) rollback(ctx context.Context, env *agent.Env, log *logrus.Entry
 			first, what, unit, err)
 	}
 	log.Warnf("rolled back %s; %s is active again on the previous files", what, unit)
-	return &agent.RolledBackError{Err: first}
+	return &agent.RolledBackError{Err: fmt.Errorf("%w; restored the last-known-good files of %s, and %s is active again (verified)", first, what, unit)}
 }
 
 // describeOwed renders what a restart is owed for:
