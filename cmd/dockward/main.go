@@ -39,6 +39,8 @@ Usage:
 
 plan and apply take --only ID[,ID...] to work on some modules only (first boot
 applies files before docker's first start: --only subordinate_ids.dockremap,docker_daemon).
+  dockward audit    [--format text|json]             read-only checks of the live host and its
+                                                     containers: 0 all pass, 4 any fail
   dockward init                                      print the embedded default configuration
   dockward version
 
@@ -142,6 +144,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 			return code
 		}
 		return runAgent(ctx, g, cfg, log)
+	case "audit":
+		return runAudit(ctx, g, log, stdout, stderr)
 	case "help":
 		fmt.Fprint(stdout, usage)
 		return agent.ExitOK

@@ -206,9 +206,28 @@ func (d *demo) agent() {
 	d.watchFix(`sed -i '/^dockremap:/d' /etc/subuid`, `grep -q '^dockremap:' /etc/subuid`, "the dockremap range back in /etc/subuid")
 	// The deleted nftables table is not in the demo yet: the firewall module
 	// has no watcher (nftables monitor) so far.
+	// Each correction restarted docker; the agent logs a converge when it is done.
+	d.waitFor(30*time.Second, "[ $(journalctl -u dockward.service -o cat --no-pager | grep -c 'converged: corrected') -ge 2 ]")
 	d.show("\n   what the agent logged:", "sh", "-c",
 		"journalctl -u dockward.service -o cat --no-pager | grep -e 'converged' | tail -n 4")
 	d.quiet("systemctl", "stop", "dockward.service")
+}
+
+// waitFor polls a shell condition in the machine until it holds or the
+// timeout passes.
+func (d *demo) waitFor(timeout time.Duration, cond string) bool {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	for {
+		if _, _, code, err := d.m.Run(ctx, "sh", "-c", cond); err == nil && code == 0 {
+			return true
+		}
+		select {
+		case <-ctx.Done():
+			return false
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
 }
 
 // watchFix makes the drift, then polls (bounded) until fixed holds again,
@@ -216,21 +235,12 @@ func (d *demo) agent() {
 func (d *demo) watchFix(drift, fixed, what string) {
 	start := time.Now()
 	d.quiet("sh", "-c", drift)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	for {
-		if _, _, code, err := d.m.Run(ctx, "sh", "-c", fixed); err == nil && code == 0 {
-			fmt.Printf("   | %s after %s, corrected by the agent\n", what, time.Since(start).Round(time.Millisecond))
-			return
-		}
-		select {
-		case <-ctx.Done():
-			fmt.Printf("   NOT AS EXPECTED: %s: not corrected within 30s\n", what)
-			d.failed = append(d.failed, what+": not corrected by the agent within 30s")
-			return
-		case <-time.After(20 * time.Millisecond):
-		}
+	if d.waitFor(30*time.Second, fixed) {
+		fmt.Printf("   | %s after %s, corrected by the agent\n", what, time.Since(start).Round(time.Millisecond))
+		return
 	}
+	fmt.Printf("   NOT AS EXPECTED: %s: not corrected within 30s\n", what)
+	d.failed = append(d.failed, what+": not corrected by the agent within 30s")
 }
 
 // probe tries tcp/port on the stand-in internet from a new container on
