@@ -21,7 +21,7 @@ test: build
 	  echo "make test: not root: skipping tier 1 (network namespaces) and tier 2 (sandbox machine) tests;"; \
 	  echo "           they need CAP_SYS_ADMIN/CAP_NET_ADMIN. Run 'sudo make test' for the full suite."; \
 	fi
-	$(GO) test -count=1 -timeout 80m $(PKGS)
+	DOCKWARD_BIN=$(CURDIR)/bin/dockward $(GO) test -count=1 -timeout 80m $(PKGS)
 	@if [ -x integration/leakcheck.sh ]; then integration/leakcheck.sh; fi
 
 # Unit tests only (no root needed, a few seconds).
@@ -32,6 +32,7 @@ lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet $(PKGS)
 	$(GO) tool staticcheck $(PKGS)
+	@if command -v shellcheck >/dev/null; then shellcheck -x -s bash integration/*.sh integration/scenarios/*.sh; else echo "lint: shellcheck not installed, shell scripts not checked"; fi
 
 bench: build
 	$(GO) test -run '^$$' -bench . -benchmem -count=1 $(PKGS)
@@ -41,8 +42,9 @@ bench: build
 demo: build
 	integration/demo.sh
 
+# Boots the Ubuntu 24.04 VM, runs the scenarios, destroys it on every exit path.
 acceptance-vagrant: build
-	vagrant up --provision && vagrant destroy -f
+	integration/vagrant.sh
 
 vagrant-validate:
 	vagrant validate

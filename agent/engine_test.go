@@ -20,16 +20,14 @@ var update = flag.Bool("update", false, "rewrite golden files")
 
 // fakeModule converges a value: Plan reports a change while have != want.
 type fakeModule struct {
-	id        string
-	have      *string
-	want      string
-	planErr   error
-	applyErr  error
-	applied   int
-	rolled    int
-	onApply   func(env *Env)
-	restartOn []string // makes it a Restarter
-	sawOwed   bool
+	id       string
+	have     *string
+	want     string
+	planErr  error
+	applyErr error
+	applied  int
+	rolled   int
+	onApply  func(env *Env)
 }
 
 func (f *fakeModule) ID() string { return f.id }

@@ -131,6 +131,13 @@ func (l *Loop) Run(ctx context.Context) error {
 	runCtx := context.WithoutCancel(ctx)
 	supp := &Suppressor{Grace: l.Grace}
 	deb := &Debouncer{Quiet: l.Debounce, MaxDelay: l.MaxDelay}
+	// Modules whose last run failed are retried on their own at retryAt,
+	// backing off exponentially while they keep failing; events for them
+	// wait for that retry, while the other modules' events go ahead. A
+	// module that was rolled back is not retried early: its desired state
+	// is what failed, and only the interval (or a new configuration) tries
+	// it again.
+	failing := map[string]bool{}
 	failures := 0
 	var retryAt time.Time
 
@@ -146,10 +153,25 @@ func (l *Loop) Run(ctx context.Context) error {
 			rep = &Report{FormatVersion: ReportFormatVersion, Command: "apply", Start: start.UTC(), Duration: time.Since(start).Seconds()}
 		}
 		failed := err != nil || rep.Failed()
-		if failed {
+		if len(rep.Modules) == 0 && err != nil {
+			// The run did not get to the modules (the lock): all of them
+			// are owed a retry.
+			for _, id := range ids {
+				failing[id] = true
+			}
+		}
+		for _, mr := range rep.Modules {
+			if mr.Status == StatusFailed {
+				failing[mr.ID] = true
+			} else {
+				delete(failing, mr.ID)
+			}
+		}
+		switch {
+		case failed && len(failing) > 0:
 			failures++
 			retryAt = time.Now().Add(l.Backoff.Delay(failures))
-		} else {
+		case len(failing) == 0:
 			failures = 0
 			retryAt = time.Time{}
 		}
@@ -163,8 +185,10 @@ func (l *Loop) Run(ctx context.Context) error {
 		switch {
 		case err != nil:
 			entry.WithError(err).Error("converge failed")
+		case failed && len(failing) > 0:
+			entry.Errorf("converge failed; retrying %s in %s", strings.Join(sortedSet(failing), ", "), time.Until(retryAt).Round(time.Millisecond))
 		case failed:
-			entry.Errorf("converge failed; retrying in %s", l.Backoff.Delay(failures))
+			entry.Error("converge failed; the interval tries again")
 		case rep.Changed():
 			entry.Info("converged: corrected drift")
 		default:
@@ -190,8 +214,8 @@ func (l *Loop) Run(ctx context.Context) error {
 		if d := deb.Deadline(); !d.IsZero() && d.Before(next) {
 			next = d
 		}
-		if !retryAt.IsZero() && retryAt.After(next) && deb.Pending() {
-			next = retryAt // events wait out the backoff
+		if len(failing) > 0 && retryAt.Before(next) {
+			next = retryAt
 		}
 		timer.Reset(max(time.Until(next), 0))
 
@@ -215,18 +239,27 @@ func (l *Loop) Run(ctx context.Context) error {
 			deb.Add(now, ev.module, ev.reason)
 		case <-timer.C:
 			now := time.Now()
-			if !retryAt.IsZero() && now.Before(retryAt) {
-				if now.After(backstop) || now.Equal(backstop) {
-					backstop = NextBackstop(now, set.Interval, set.Splay, l.rnd)
-				}
-				continue
-			}
+			retryDue := len(failing) > 0 && !now.Before(retryAt)
 			if pending, ok := deb.Take(now); ok {
 				only := map[string]bool{}
 				for id := range pending {
-					only[id] = true
+					// A failing module waits for its retry, unless that is due.
+					if !failing[id] || retryDue {
+						only[id] = true
+					}
 				}
-				converge(eng.WithRestarters(only), "event: "+describePending(pending))
+				if retryDue {
+					for id := range failing {
+						only[id] = true
+					}
+				}
+				if len(only) > 0 {
+					converge(eng.WithRestarters(only), "event: "+describePending(pending))
+					continue
+				}
+			}
+			if retryDue {
+				converge(eng.WithRestarters(failing), "retry: "+strings.Join(sortedSet(failing), ", "))
 				continue
 			}
 			if !now.Before(backstop) {
@@ -245,6 +278,8 @@ func (l *Loop) Run(ctx context.Context) error {
 			l.Log.Info("reload: configuration reloaded")
 			stopWatch()
 			eng, set = neng, nset
+			// The new configuration starts afresh: its own run says what fails.
+			failing, failures, retryAt = map[string]bool{}, 0, time.Time{}
 			startWatch()
 			converge(nil, "reload")
 			backstop = NextBackstop(time.Now(), set.Interval, set.Splay, l.rnd)
@@ -291,13 +326,15 @@ func (l *Loop) keepWatching(ctx context.Context, es EventSource, env *Env, emit 
 			n = 1
 		}
 		env.Log.WithError(err).Warnf("event source stopped; restarting in %s", b.Delay(n))
-		// Something may have changed while we were not watching.
-		emit("event source restarted")
 		select {
 		case <-ctx.Done():
 			return
 		case <-time.After(b.Delay(n)):
 		}
+		// Something may have changed while nobody was watching: converge
+		// as the source starts again (not before: the daemon that went
+		// away is likelier to be back now).
+		emit("event source restarted")
 	}
 }
 
@@ -379,4 +416,13 @@ func statusLine(rep *Report, err error) string {
 		return fmt.Sprintf("last run %s: corrected drift", at)
 	}
 	return fmt.Sprintf("last run %s: converged", at)
+}
+
+func sortedSet(m map[string]bool) []string {
+	ks := make([]string, 0, len(m))
+	for k := range m {
+		ks = append(ks, k)
+	}
+	sort.Strings(ks)
+	return ks
 }

@@ -48,6 +48,7 @@ need "no restart owed to begin with" test ! -e "$owed"
 #    than the loop needs to notice).
 set_json_string /etc/docker/daemon.json max-size 99m
 inv0=$(invocation_id)
+# shellcheck disable=SC2016 # evaluated later by kill_when
 kill_when '[[ -e $owed ]]'
 check "the restart owed survived the kill" test -e "$owed"
 expect_eq "$(invocation_id)" "$inv0" "the killed run did not restart docker"

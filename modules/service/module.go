@@ -90,6 +90,11 @@ type planState struct {
 	// since is when the journal first recorded the owed restart (zero when
 	// the journal has none).
 	since time.Time
+	// written is when the journal's owed changes were written (zero when
+	// the journal has none, or the run that wrote them died first).
+	written time.Time
+	// forget says why an owed restart is not needed (actForget).
+	forget string
 }
 
 // Plan reads the unit and says what Apply would do. It changes nothing.
@@ -121,7 +126,7 @@ func (m *Module) Plan(ctx context.Context, env *agent.Env) (*agent.Plan, error) 
 			return nil, err
 		}
 		if o != nil {
-			st.since = o.Since
+			st.since, st.written = o.Since, o.Written
 			for _, id := range o.Modules() {
 				st.owed[id] = mergeChanges(st.owed[id], o.Changes[id])
 			}
@@ -159,6 +164,15 @@ func (m *Module) Plan(ctx context.Context, env *agent.Env) (*agent.Plan, error) 
 			d += ": it reads the new files as it starts (" + why + ")"
 		}
 		changes = append(changes, agent.Change{Action: agent.Update, Target: "state", Old: u.ActiveState, New: "active", Detail: d})
+	case len(st.owed) > 0 && u.running() && len(st.changedNow) == 0 && u.startedAfter(st.written):
+		// Owed only by the journal, and the unit started after the changes
+		// were written: it already runs on the new files. First boot is
+		// this case: dockward-firstboot writes the files before docker's
+		// first start, and the agent must not restart docker afterwards.
+		st.action = actForget
+		st.forget = fmt.Sprintf("%s started at %s, after the owed changes were written at %s: it already reads the new files (%s)",
+			unit, stamp(u.ActiveEnter), stamp(st.written), why)
+		changes = append(changes, agent.Change{Action: agent.Update, Target: unit, Old: "restart owed", New: "not needed", Detail: st.forget})
 	case len(st.owed) > 0 && u.running():
 		st.action = actRestart
 		if u.ActiveState == "active" && u.CanReload && onlyReloadable(st.owed) {
@@ -171,11 +185,23 @@ func (m *Module) Plan(ctx context.Context, env *agent.Env) (*agent.Plan, error) 
 		changes = append(changes, agent.Change{Action: agent.Update, Target: unit, Old: u.ActiveState, New: string(st.action) + "ed", Detail: d})
 	case len(st.owed) > 0:
 		st.action = actForget
-		changes = append(changes, agent.Change{Action: agent.Update, Target: unit, Old: "restart owed", New: "not needed",
-			Detail: unit + " is " + u.ActiveState + ": it reads the new files when it starts (" + why + ")"})
+		st.forget = unit + " is " + u.ActiveState + ": it reads the new files when it starts (" + why + ")"
+		changes = append(changes, agent.Change{Action: agent.Update, Target: unit, Old: "restart owed", New: "not needed", Detail: st.forget})
 	}
 	return &agent.Plan{Changes: changes, State: st}, nil
 }
+
+// startedAfter reports whether the unit's current run began after t: it
+// left inactive and became active after t. ActiveEnterTimestamp alone is
+// not enough: a unit whose process started (and read its files) before t
+// but finished starting after t would pass. A unit restarted by systemd
+// itself after a crash (auto-restart does not pass through inactive) fails
+// the test and is restarted once more, which is safe.
+func (u unitState) startedAfter(t time.Time) bool {
+	return !t.IsZero() && u.ActiveEnter.After(t) && u.InactiveExit.After(t)
+}
+
+func stamp(t time.Time) string { return t.UTC().Format("2006-01-02T15:04:05.000000Z") }
 
 // crashLooping reports a unit that systemd keeps restarting because its
 // process fails: activating, but only as the next attempt of a failed one.
@@ -230,7 +256,7 @@ func (m *Module) Apply(ctx context.Context, env *agent.Env, plan *agent.Plan) er
 	switch st.action {
 	case actNone:
 	case actForget:
-		log.Info("owed restart not needed: the unit is not running")
+		log.Info("owed restart not needed: " + st.forget)
 	case actStop:
 		err = m.stop(ctx)
 	case actStart, actRestart, actReload:

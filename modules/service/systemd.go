@@ -106,6 +106,9 @@ type unitState struct {
 	CanReload     bool
 	JobID         uint32 // a queued or running job, 0 when none
 	Result        string // Service.Result ("success", "exit-code", ...), when read
+	// ActiveEnter and InactiveExit are when the unit last became active and
+	// last left inactive (began starting); zero when it never did.
+	ActiveEnter, InactiveExit time.Time
 }
 
 func (u unitState) String() string {
@@ -136,11 +139,23 @@ func parseUnitState(p map[string]any) unitState {
 	if id, ok := p["InvocationID"].([]byte); ok && len(id) > 0 {
 		u.InvocationID = hex.EncodeToString(id)
 	}
+	u.ActiveEnter = usecTime(p["ActiveEnterTimestamp"])
+	u.InactiveExit = usecTime(p["InactiveExitTimestamp"])
 	// Job is (uo): the job's id and path; (0, "/") when there is none.
 	if j, ok := p["Job"].([]any); ok && len(j) == 2 {
 		u.JobID, _ = j[0].(uint32)
 	}
 	return u
+}
+
+// usecTime reads a systemd realtime timestamp property (t, microseconds
+// since the epoch; 0 means never).
+func usecTime(v any) time.Time {
+	us, ok := v.(uint64)
+	if !ok || us == 0 {
+		return time.Time{}
+	}
+	return time.UnixMicro(int64(us))
 }
 
 // systemd is the module's connection to systemd: it dials lazily, re-makes

@@ -185,7 +185,7 @@ func (srv *Server) export() error {
 			return UnitPath(name), nil
 		},
 		"LoadUnit":    func(name string) (dbus.ObjectPath, *dbus.Error) { return UnitPath(name), nil },
-		"Subscribe":   func() *dbus.Error { return nil },
+		"Subscribe":   func() *dbus.Error { s.Subscribe(); return nil },
 		"Unsubscribe": func() *dbus.Error { return nil },
 	}
 	if err := conn.ExportMethodTable(manager, "/org/freedesktop/systemd1", "org.freedesktop.systemd1.Manager"); err != nil {

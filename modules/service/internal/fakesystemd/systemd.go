@@ -46,6 +46,11 @@ type Unit struct {
 	InvocationID  []byte
 	// JobID is the job pending on the unit, 0 when none.
 	JobID uint32
+	// ActiveEnter and InactiveExit are ActiveEnterTimestamp and
+	// InactiveExitTimestamp: when the unit last became active and last left
+	// inactive. Start jobs set them; AddUnit sets both to now for an active
+	// unit that has neither.
+	ActiveEnter, InactiveExit time.Time
 }
 
 // Systemd is the fake manager. Its zero value is not usable: call New.
@@ -63,6 +68,9 @@ type Systemd struct {
 	// emit is set by the D-Bus transport to send JobRemoved and
 	// PropertiesChanged.
 	emit func(path dbus.ObjectPath, name string, values ...any)
+	// signals waiting to be sent, in order, by one goroutine at a time.
+	signals []func()
+	sending bool
 }
 
 // New returns a manager with the given units. Units default to loaded,
@@ -109,6 +117,10 @@ func (s *Systemd) AddUnit(u Unit) {
 	}
 	if u.ActiveState == "active" && u.InvocationID == nil {
 		u.InvocationID = newInvocation()
+	}
+	if u.ActiveState == "active" && u.ActiveEnter.IsZero() && u.InactiveExit.IsZero() {
+		now := time.Now()
+		u.InactiveExit, u.ActiveEnter = now, now
 	}
 	s.units[u.Name] = &u
 }
@@ -269,11 +281,13 @@ func (s *Systemd) Job(kind, name string, done func(result string)) (uint32, *dbu
 			result = r
 		}
 		u.ActiveState, u.SubState = "activating", "start"
+		u.InactiveExit = time.Now()
 		switch result {
 		case Done:
 			final = func() {
 				u.ActiveState, u.SubState, u.Result = "active", "running", "success"
 				u.InvocationID = newInvocation()
+				u.ActiveEnter = time.Now()
 			}
 		case Failed:
 			final = func() { u.ActiveState, u.SubState, u.Result = "failed", "failed", "exit-code" }
@@ -330,7 +344,34 @@ func (s *Systemd) notifyLocked(u *Unit) {
 		"SubState":    dbus.MakeVariant(u.SubState),
 	}
 	emit, path := s.emit, UnitPath(u.Name)
-	go emit(path, "org.freedesktop.DBus.Properties.PropertiesChanged", "org.freedesktop.systemd1.Unit", changed, []string{})
+	s.signals = append(s.signals, func() {
+		emit(path, "org.freedesktop.DBus.Properties.PropertiesChanged", "org.freedesktop.systemd1.Unit", changed, []string{})
+	})
+	s.kickLocked()
+}
+
+// kickLocked starts the goroutine that sends queued signals, one at a time
+// and in order, as systemd sends them; never under s.mu, since a client's
+// call may be waiting for it.
+func (s *Systemd) kickLocked() {
+	if s.sending {
+		return
+	}
+	s.sending = true
+	go func() {
+		for {
+			s.mu.Lock()
+			if len(s.signals) == 0 {
+				s.sending = false
+				s.mu.Unlock()
+				return
+			}
+			f := s.signals[0]
+			s.signals = s.signals[1:]
+			s.mu.Unlock()
+			f()
+		}
+	}()
 }
 
 // ResetFailedUnit clears the failed state and the start-limit counter.
@@ -381,6 +422,9 @@ func (s *Systemd) EnableUnitFiles(files []string, on bool) ([]FileChange, *dbus.
 			out = append(out, FileChange{"unlink", link, ""})
 		}
 	}
+	if len(out) > 0 {
+		s.emitManagerLocked("UnitFilesChanged")
+	}
 	return out, nil
 }
 
@@ -389,7 +433,43 @@ func (s *Systemd) Reload() *dbus.Error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.record("Reload", "")
+	s.emitManagerLocked("Reloading", true)
+	s.emitManagerLocked("Reloading", false)
 	return nil
+}
+
+// Subscribe is Manager.Subscribe: systemd sends unit and manager signals
+// on the system bus only while someone is subscribed. The fake always
+// sends them; it records the call so that tests can wait for a watcher.
+func (s *Systemd) Subscribe() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.record("Subscribe", "")
+}
+
+// emitManagerLocked sends a Manager signal (UnitFilesChanged, Reloading),
+// in order with the unit signals queued before it.
+func (s *Systemd) emitManagerLocked(member string, values ...any) {
+	if s.emit == nil {
+		return
+	}
+	emit := s.emit
+	s.signals = append(s.signals, func() { emit("/org/freedesktop/systemd1", "org.freedesktop.systemd1.Manager."+member, values...) })
+	s.kickLocked()
+}
+
+// SetUnitState changes a unit's state as something other than a job of
+// this fake would (a process that died, an operator's systemctl elsewhere),
+// and sends PropertiesChanged.
+func (s *Systemd) SetUnitState(name, active, sub string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	u, ok := s.units[name]
+	if !ok {
+		return
+	}
+	u.ActiveState, u.SubState = active, sub
+	s.notifyLocked(u)
 }
 
 // Properties returns a unit's properties on interface iface
@@ -416,6 +496,9 @@ func (s *Systemd) Properties(name, iface string) map[string]any {
 			"CanReload":     u.CanReload,
 			"InvocationID":  inv,
 			"Job":           JobRef{u.JobID, jobPathOf},
+			// Realtime microseconds, 0 for never, as systemd has them.
+			"ActiveEnterTimestamp":  usec(u.ActiveEnter),
+			"InactiveExitTimestamp": usec(u.InactiveExit),
 		}
 	case "org.freedesktop.systemd1.Service":
 		return map[string]any{"Result": u.Result, "NRestarts": uint32(0), "MainPID": uint32(0)}
@@ -439,4 +522,11 @@ func (s *Systemd) Units() []string {
 	}
 	sort.Strings(names)
 	return names
+}
+
+func usec(t time.Time) uint64 {
+	if t.IsZero() {
+		return 0
+	}
+	return uint64(t.UnixMicro())
 }

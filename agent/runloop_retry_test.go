@@ -1,0 +1,134 @@
+package agent
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/sirupsen/logrus"
+)
+
+// flakyModule fails its first `fails` plans, then converges.
+type flakyModule struct {
+	mu    sync.Mutex
+	fails int
+	plans int
+}
+
+func (f *flakyModule) ID() string { return "flaky" }
+func (f *flakyModule) Plan(ctx context.Context, env *Env) (*Plan, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.plans++
+	if f.plans <= f.fails {
+		return nil, errors.New("not yet")
+	}
+	return &Plan{}, nil
+}
+func (f *flakyModule) Apply(ctx context.Context, env *Env, p *Plan) error { return nil }
+
+func runLoopWith(t *testing.T, mods []Module, backoff Backoff) (chan converged, func()) {
+	t.Helper()
+	dir := t.TempDir()
+	log := logrus.New()
+	log.SetOutput(&bytes.Buffer{})
+	out := make(chan converged, 100)
+	ctx, cancel := context.WithCancel(context.Background())
+	l := &Loop{
+		Load: func() (*Engine, LoopSettings, error) {
+			return &Engine{Modules: mods, StateDir: filepath.Join(dir, "state"), Log: log},
+				LoopSettings{Interval: time.Hour, Watch: true}, nil
+		},
+		Log:        log,
+		Backoff:    backoff,
+		OnConverge: func(rep *Report, trigger string) { out <- converged{rep, trigger, time.Now()} },
+	}
+	done := make(chan error, 1)
+	go func() { done <- l.Run(ctx) }()
+	stop := func() {
+		cancel()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			t.Error("loop did not stop")
+		}
+	}
+	t.Cleanup(stop)
+	return out, stop
+}
+
+func nextConverge(t *testing.T, out chan converged, what string) converged {
+	t.Helper()
+	select {
+	case c := <-out:
+		return c
+	case <-time.After(10 * time.Second):
+		t.Fatalf("no converge within 10s: %s", what)
+	}
+	return converged{}
+}
+
+// A module that fails is retried on its own, with backoff, until it
+// converges; then the retries stop.
+func TestLoopRetriesAFailedModule(t *testing.T) {
+	flaky := &flakyModule{fails: 3}
+	out, _ := runLoopWith(t, []Module{flaky}, Backoff{Base: 20 * time.Millisecond, Max: 80 * time.Millisecond})
+	first := nextConverge(t, out, "start")
+	if first.trigger != "start" || !first.rep.Failed() {
+		t.Fatalf("start: %s %+v", first.trigger, first.rep)
+	}
+	prev := first.at
+	var gaps []time.Duration
+	for i := range 3 {
+		c := nextConverge(t, out, "retry")
+		if c.trigger != "retry: flaky" {
+			t.Fatalf("converge %d: trigger %q", i, c.trigger)
+		}
+		gaps = append(gaps, c.at.Sub(prev))
+		prev = c.at
+		if failed := c.rep.Failed(); failed != (i < 2) {
+			t.Fatalf("retry %d failed = %v", i, failed)
+		}
+	}
+	// Backoff doubles: 20, 40, 80 ms at least (later is fine: loaded machine).
+	for i, min := range []time.Duration{20, 40, 80} {
+		if gaps[i] < min*time.Millisecond {
+			t.Errorf("retry %d came %s after the previous run, want >= %dms", i, gaps[i], min)
+		}
+	}
+	select {
+	case c := <-out:
+		t.Errorf("converged again after success: %s", c.trigger)
+	case <-time.After(300 * time.Millisecond):
+	}
+}
+
+// While one module backs off, another module's drift is corrected at once.
+func TestLoopBackoffDoesNotDelayOtherModules(t *testing.T) {
+	dir := t.TempDir()
+	file := &fileModule{path: filepath.Join(dir, "daemon.json"), want: "{}\n"}
+	flaky := &flakyModule{fails: 1 << 30}
+	out, _ := runLoopWith(t, []Module{file, flaky}, Backoff{Base: time.Hour, Max: time.Hour})
+	if c := nextConverge(t, out, "start"); !c.rep.Failed() {
+		t.Fatalf("start: %+v", c.rep)
+	}
+	time.Sleep(200 * time.Millisecond) // past the echo grace
+	start := time.Now()
+	if err := os.WriteFile(file.path, []byte("tampered"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	c := nextConverge(t, out, "tampered file")
+	if !strings.HasPrefix(c.trigger, "event: file (") || len(c.rep.Modules) != 1 || c.rep.Modules[0].ID != "file" {
+		t.Fatalf("converge %q %+v, want the file module only", c.trigger, c.rep.Modules)
+	}
+	t.Logf("corrected %s after the write while flaky backs off for an hour", c.at.Sub(start).Round(time.Millisecond))
+	if b, _ := os.ReadFile(file.path); string(b) != file.want {
+		t.Errorf("file = %q", b)
+	}
+}
