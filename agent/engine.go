@@ -149,6 +149,9 @@ func (e *Engine) Apply(ctx context.Context) (*Report, error) {
 		index[m.ID()] = len(rep.Modules)
 		rep.Modules = append(rep.Modules, mr)
 	}
+	if !rep.Failed() {
+		e.commit(ctx, env, rep)
+	}
 	rep.Duration = time.Since(rep.Start).Seconds()
 	if err := WriteReport(e.StateDir, rep); err != nil {
 		e.logger().WithError(err).Error("could not write the run report")
@@ -234,6 +237,26 @@ func (e *Engine) applyOne(ctx context.Context, env *Env, m Module, changedThisRu
 	changedThisRun[m.ID()] = true
 	log.Info("changed")
 	return mr
+}
+
+// commit tells Committers that the state on disk is now known good. Only
+// modules that ran (not skipped) are committed; a failed commit is logged:
+// it only means a later rollback goes back further.
+func (e *Engine) commit(ctx context.Context, env *Env, rep *Report) {
+	ran := map[string]bool{}
+	for _, m := range rep.Modules {
+		ran[m.ID] = m.Status == StatusOK || m.Status == StatusChanged
+	}
+	for _, m := range e.Modules {
+		c, ok := m.(Committer)
+		if !ok || !ran[m.ID()] {
+			continue
+		}
+		log := env.Log.WithField("module", m.ID())
+		if err := c.Commit(ctx, env.with(log)); err != nil {
+			log.WithError(err).Warn("could not keep the current state as last-known-good")
+		}
+	}
 }
 
 // rollback restores the listed modules that changed in this run, latest first.

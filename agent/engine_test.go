@@ -394,3 +394,29 @@ func TestOnlyIsStrictForTheCommandLine(t *testing.T) {
 		t.Fatal("the restart a owes must stay in the journal for the unit's module to settle")
 	}
 }
+
+type committing struct {
+	*fakeModule
+	commits int
+}
+
+func (c *committing) Commit(ctx context.Context, env *Env) error { c.commits++; return nil }
+
+func TestCommitOnlyAfterARunWithoutFailures(t *testing.T) {
+	a := &committing{fakeModule: &fakeModule{id: "a", have: str("1"), want: "2"}}
+	bad := &fakeModule{id: "bad", have: str("1"), want: "2", applyErr: errors.New("boom")}
+	e := newEngine(t, a, bad)
+	if _, err := e.Apply(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if a.commits != 0 {
+		t.Fatal("committed after a failed run")
+	}
+	bad.applyErr = nil
+	if _, err := e.Apply(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if a.commits != 1 {
+		t.Fatalf("commits = %d, want 1", a.commits)
+	}
+}

@@ -79,6 +79,16 @@ type Rollbacker interface {
 	Rollback(ctx context.Context, env *Env) error
 }
 
+// Committer is implemented by Rollbackers whose last-known-good copy should
+// be a state the host was verified to run with, not merely the file as it
+// was before the last write (which may be someone's bad edit, drift that
+// the write corrects). The engine calls Commit after an apply in which no
+// module failed: restarts were verified, so what is on disk now is good.
+type Committer interface {
+	Module
+	Commit(ctx context.Context, env *Env) error
+}
+
 // ErrOffline is returned by Plan of modules that touch the live system
 // (D-Bus, netlink, dockerd, the Docker API) when running under --root.
 // The engine reports them "skipped (offline)".

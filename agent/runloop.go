@@ -132,14 +132,21 @@ func (l *Loop) Run(ctx context.Context) error {
 	supp := &Suppressor{Grace: l.Grace}
 	deb := &Debouncer{Quiet: l.Debounce, MaxDelay: l.MaxDelay}
 	// Modules whose last run failed are retried on their own at retryAt,
-	// backing off exponentially while they keep failing; events for them
-	// wait for that retry, while the other modules' events go ahead. A
-	// module that was rolled back is not retried early: its desired state
-	// is what failed, and only the interval (or a new configuration) tries
-	// it again.
+	// backing off exponentially while they keep failing. A module that was
+	// rolled back is not retried early: its desired state is what failed,
+	// and only the interval (or a new configuration) tries it again.
+	//
+	// Events are not retries: they say the host changed, and the change may
+	// be what the failing module waited for (a declared Docker network
+	// created at last; containers on it are unfiltered until its rules are
+	// in). So events go ahead, the failing module's too, but not sooner
+	// than Backoff.Base after its last failure: a flood of outside changes
+	// cannot turn a failing module (a docker restart that rolls back) into
+	// a loop. Such events are held until then.
 	failing := map[string]bool{}
 	failures := 0
-	var retryAt time.Time
+	var retryAt, lastFail time.Time
+	held := map[string]string{} // module ID -> reason, events waiting for heldUntil
 
 	converge := func(only map[string]bool, trigger string) {
 		eng.Only = only
@@ -170,7 +177,8 @@ func (l *Loop) Run(ctx context.Context) error {
 		switch {
 		case failed && len(failing) > 0:
 			failures++
-			retryAt = time.Now().Add(l.Backoff.Delay(failures))
+			lastFail = time.Now()
+			retryAt = lastFail.Add(l.Backoff.Delay(failures))
 		case len(failing) == 0:
 			failures = 0
 			retryAt = time.Time{}
@@ -217,6 +225,10 @@ func (l *Loop) Run(ctx context.Context) error {
 		if len(failing) > 0 && retryAt.Before(next) {
 			next = retryAt
 		}
+		heldUntil := lastFail.Add(l.Backoff.Base)
+		if len(held) > 0 && heldUntil.Before(next) {
+			next = heldUntil
+		}
 		timer.Reset(max(time.Until(next), 0))
 
 		select {
@@ -239,27 +251,38 @@ func (l *Loop) Run(ctx context.Context) error {
 			deb.Add(now, ev.module, ev.reason)
 		case <-timer.C:
 			now := time.Now()
-			retryDue := len(failing) > 0 && !now.Before(retryAt)
 			if pending, ok := deb.Take(now); ok {
+				for id, r := range pending {
+					if _, dup := held[id]; !dup {
+						held[id] = r
+					}
+				}
+			}
+			ready := map[string]string{}
+			for id, r := range held {
+				if failing[id] && now.Before(heldUntil) {
+					continue
+				}
+				ready[id] = r
+				delete(held, id)
+			}
+			retryDue := len(failing) > 0 && !now.Before(retryAt)
+			if len(ready) > 0 || retryDue {
 				only := map[string]bool{}
-				for id := range pending {
-					// A failing module waits for its retry, unless that is due.
-					if !failing[id] || retryDue {
+				var why []string
+				if len(ready) > 0 {
+					for id := range ready {
 						only[id] = true
 					}
+					why = append(why, "event: "+describePending(ready))
 				}
 				if retryDue {
 					for id := range failing {
 						only[id] = true
 					}
+					why = append(why, "retry: "+strings.Join(sortedSet(failing), ", "))
 				}
-				if len(only) > 0 {
-					converge(eng.WithRestarters(only), "event: "+describePending(pending))
-					continue
-				}
-			}
-			if retryDue {
-				converge(eng.WithRestarters(failing), "retry: "+strings.Join(sortedSet(failing), ", "))
+				converge(eng.WithRestarters(only), strings.Join(why, "; "))
 				continue
 			}
 			if !now.Before(backstop) {
@@ -279,7 +302,8 @@ func (l *Loop) Run(ctx context.Context) error {
 			stopWatch()
 			eng, set = neng, nset
 			// The new configuration starts afresh: its own run says what fails.
-			failing, failures, retryAt = map[string]bool{}, 0, time.Time{}
+			failing, failures, retryAt, lastFail = map[string]bool{}, 0, time.Time{}, time.Time{}
+			held = map[string]string{}
 			startWatch()
 			converge(nil, "reload")
 			backstop = NextBackstop(time.Now(), set.Interval, set.Splay, l.rnd)

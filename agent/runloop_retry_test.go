@@ -132,3 +132,43 @@ func TestLoopBackoffDoesNotDelayOtherModules(t *testing.T) {
 		t.Errorf("file = %q", b)
 	}
 }
+
+// needsFile fails until its file exists (a firewall whose declared network
+// is not created yet); the file appearing is its event.
+type needsFile struct{ path string }
+
+func (n *needsFile) ID() string { return "needs" }
+func (n *needsFile) Plan(ctx context.Context, env *Env) (*Plan, error) {
+	if _, err := os.Stat(n.path); err != nil {
+		return nil, err
+	}
+	return &Plan{}, nil
+}
+func (n *needsFile) Apply(ctx context.Context, env *Env, p *Plan) error { return nil }
+func (n *needsFile) WatchedFiles(env *Env) []string                     { return []string{n.path} }
+
+// An event is not a retry: the change it reports may be what the failing
+// module waited for, so it goes ahead of the backed-off retry.
+func TestLoopEventForAFailingModuleGoesAhead(t *testing.T) {
+	mod := &needsFile{path: filepath.Join(t.TempDir(), "network")}
+	out, _ := runLoopWith(t, []Module{mod}, Backoff{Base: 50 * time.Millisecond, Max: time.Hour})
+	// start, then retries after 50, 100, 200, 400 ms: the next is 800 ms away.
+	for i := range 5 {
+		if c := nextConverge(t, out, "failing"); !c.rep.Failed() {
+			t.Fatalf("converge %d (%s) did not fail", i, c.trigger)
+		}
+	}
+	time.Sleep(150 * time.Millisecond) // past the echo grace of that run
+	if err := os.WriteFile(mod.path, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	c := nextConverge(t, out, "after the file appeared")
+	if !strings.HasPrefix(c.trigger, "event: needs (") || c.rep.Failed() {
+		t.Fatalf("converge %q failed=%v, want the event's, succeeding", c.trigger, c.rep.Failed())
+	}
+	select {
+	case c := <-out:
+		t.Errorf("converged again: %s", c.trigger)
+	case <-time.After(time.Second):
+	}
+}

@@ -47,6 +47,11 @@ const (
 	lkgFile       = "last-known-good.json"       // daemon.json before the last write
 	lkgAbsentFile = "last-known-good.absent"     // there was no daemon.json before the last write
 	lkgOwnedFile  = "owned.last-known-good.json" // owned.json before the last write
+	// lkgVerifiedFile marks the last-known-good copy as one a fully
+	// successful run left (docker verified running with it, when a service
+	// restarts on docker_daemon). Such a copy is not replaced by the file
+	// found before a write, which may be a bad hand edit being corrected.
+	lkgVerifiedFile = "last-known-good.verified"
 )
 
 // unitTimeout bounds the D-Bus read of the unit.
@@ -268,7 +273,40 @@ func makeParent(path string) error {
 	return os.Chmod(dir, 0o755)
 }
 
-var _ agent.Rollbacker = (*Module)(nil)
+var (
+	_ agent.Rollbacker = (*Module)(nil)
+	_ agent.Committer  = (*Module)(nil)
+)
+
+// Commit implements agent.Committer: the file as it is now, after a run in
+// which nothing failed, becomes the verified last-known-good copy.
+func (m *Module) Commit(ctx context.Context, env *agent.Env) error {
+	path := env.Path(m.cfg.Path)
+	data, existed, err := readTarget(path)
+	if err != nil {
+		return err
+	}
+	st := &planState{path: path, before: data, existed: existed}
+	dir := stateDir(env.StateDir)
+	if _, err := os.Stat(filepath.Join(dir, lkgVerifiedFile)); err == nil {
+		// Already committed this content: nothing to write (no-op runs stay cheap).
+		lkg, lerr := os.ReadFile(filepath.Join(dir, lkgFile))
+		_, aerr := os.Stat(filepath.Join(dir, lkgAbsentFile))
+		if (existed && lerr == nil && bytes.Equal(lkg, data)) || (!existed && aerr == nil) {
+			return nil
+		}
+	}
+	if err := os.Remove(filepath.Join(dir, lkgVerifiedFile)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("commit %s: %w", path, err)
+	}
+	if err := saveLastKnownGood(env.StateDir, st); err != nil {
+		return fmt.Errorf("commit %s: %w", path, err)
+	}
+	if err := agent.WriteFileAtomic(filepath.Join(dir, lkgVerifiedFile), []byte("the last-known-good copy is from a run in which nothing failed\n"), 0o600); err != nil {
+		return fmt.Errorf("commit %s: %w", path, err)
+	}
+	return nil
+}
 
 // Rollback implements agent.Rollbacker: it puts back the file as it was
 // before the last write (removing it if there was none) and the owned-key
@@ -310,6 +348,9 @@ func saveLastKnownGood(stateRoot string, st *planState) error {
 	dir := stateDir(stateRoot)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return err
+	}
+	if _, err := os.Stat(filepath.Join(dir, lkgVerifiedFile)); err == nil {
+		return nil // keep the verified copy
 	}
 	remove := func(name string) error {
 		if err := os.Remove(filepath.Join(dir, name)); err != nil && !errors.Is(err, fs.ErrNotExist) {

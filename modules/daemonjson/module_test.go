@@ -485,3 +485,54 @@ func BenchmarkNoopPlanApply(b *testing.B) {
 		}
 	}
 }
+
+// After a fully successful run the file is committed as verified; a later
+// write that corrects a bad hand edit keeps the verified copy, so a failed
+// restart rolls back to what docker ran, not to the bad edit.
+func TestVerifiedLastKnownGoodSurvivesDrift(t *testing.T) {
+	env := rootEnv(t)
+	path := env.Path(DefaultPath)
+	m := mustDecode(t, designExample).Module()
+	apply(t, m, env)
+	good := readFile(t, path)
+	if err := m.(agent.Committer).Commit(context.Background(), env); err != nil {
+		t.Fatal(err)
+	}
+	bad := strings.Replace(good, `"10m"`, `"500m"`, 1)
+	if bad == good {
+		t.Fatal("test file has no 10m")
+	}
+	writeFile(t, path, bad)
+	apply(t, m, env)
+	if got := readFile(t, path); got != good {
+		t.Fatalf("apply did not correct the drift: %s", got)
+	}
+	if err := m.(agent.Rollbacker).Rollback(context.Background(), env); err != nil {
+		t.Fatal(err)
+	}
+	if got := readFile(t, path); got != good {
+		t.Errorf("rolled back to %q, want the verified %q", got, good)
+	}
+}
+
+func TestCommitOfUnchangedFileWritesNothing(t *testing.T) {
+	env := rootEnv(t)
+	m := mustDecode(t, designExample).Module()
+	apply(t, m, env)
+	c := m.(agent.Committer)
+	if err := c.Commit(context.Background(), env); err != nil {
+		t.Fatal(err)
+	}
+	marker := filepath.Join(stateDir(env.StateDir), lkgVerifiedFile)
+	fi1, err := os.Stat(marker)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Commit(context.Background(), env); err != nil {
+		t.Fatal(err)
+	}
+	fi2, _ := os.Stat(marker)
+	if !os.SameFile(fi1, fi2) {
+		t.Error("a commit of the same content rewrote the marker")
+	}
+}
