@@ -115,7 +115,9 @@ func (e *Engine) Plan(ctx context.Context) (*Report, error) {
 		default:
 			mr.Status = StatusChanged
 			mr.Changes = p.Changes
-			env.Upstream[m.ID()] = p.Changes
+			if r := relevant(p.Changes); len(r) > 0 {
+				env.Upstream[m.ID()] = r
+			}
 		}
 		mr.Duration = time.Since(start).Seconds()
 		rep.Modules = append(rep.Modules, mr)
@@ -191,10 +193,14 @@ func (e *Engine) applyOne(ctx context.Context, env *Env, m Module, changedThisRu
 		prev *Owed
 	}
 	var owed []saved
-	for _, r := range e.restartersOf(m.ID()) {
+	restarters := e.restartersOf(m.ID())
+	if len(relevant(p.Changes)) == 0 {
+		restarters = nil // only metadata changes: nothing to restart for
+	}
+	for _, r := range restarters {
 		prev, err := env.Journal.Get(r.Unit())
 		if err == nil {
-			err = env.Journal.Owe(r.Unit(), m.ID(), p.Changes)
+			err = env.Journal.Owe(r.Unit(), m.ID(), relevant(p.Changes))
 		}
 		if err != nil {
 			mr.Status, mr.Error = StatusFailed, fmt.Sprintf("record restart owed by %s: %v", r.Unit(), err)
@@ -233,7 +239,9 @@ func (e *Engine) applyOne(ctx context.Context, env *Env, m Module, changedThisRu
 	}
 	mr.Status = StatusChanged
 	mr.Changes = p.Changes
-	env.Upstream[m.ID()] = p.Changes
+	if r := relevant(p.Changes); len(r) > 0 {
+		env.Upstream[m.ID()] = r
+	}
 	changedThisRun[m.ID()] = true
 	log.Info("changed")
 	return mr

@@ -420,3 +420,26 @@ func TestCommitOnlyAfterARunWithoutFailures(t *testing.T) {
 		t.Fatalf("commits = %d, want 1", a.commits)
 	}
 }
+
+type metaModule struct{ fakeModule }
+
+func (m *metaModule) Plan(ctx context.Context, env *Env) (*Plan, error) {
+	p, err := m.fakeModule.Plan(ctx, env)
+	for i := range p.Changes {
+		p.Changes[i].Metadata = true
+	}
+	return p, err
+}
+
+func TestMetadataChangesOweNoRestart(t *testing.T) {
+	a := &metaModule{fakeModule{id: "a", have: str("0600"), want: "0644"}}
+	u := &fakeUnit{deps: []string{"a"}}
+	e := newEngine(t, a, u)
+	rep, err := e.Apply(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if u.restarts != 0 || rep.ExitCode() != ExitChanged {
+		t.Fatalf("restarts = %d exit = %d, want 0 and 2", u.restarts, rep.ExitCode())
+	}
+}

@@ -39,6 +39,20 @@ type Change struct {
 	New string `json:"new,omitempty"`
 	// Detail is free text shown after the change ("because docker_daemon changed log-opts").
 	Detail string `json:"detail,omitempty"`
+	// Metadata marks a change that dependents do not read (a file's mode
+	// or owner): it owes no restart.
+	Metadata bool `json:"metadata,omitempty"`
+}
+
+// relevant returns the changes that dependents read (not Metadata).
+func relevant(cs []Change) []Change {
+	var out []Change
+	for _, c := range cs {
+		if !c.Metadata {
+			out = append(out, c)
+		}
+	}
+	return out
 }
 
 // Plan is what a module's Plan found to do. An empty Changes means converged.

@@ -9,6 +9,8 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
+	"syscall"
 	"time"
 
 	"github.com/dockward/dockward/agent"
@@ -64,6 +66,7 @@ type planState struct {
 	existed   bool
 	candidate []byte
 	owned     map[string]json.RawMessage // the record to keep after writing
+	fixPerms  bool                       // only mode/owner differ: chmod/chown, no write
 	unitArgs  []string                   // dockerd's arguments from the unit, expanded
 }
 
@@ -141,6 +144,12 @@ func (m *Module) Plan(ctx context.Context, env *agent.Env) (*agent.Plan, error) 
 	after := Merge(doc, m.cfg.Managed, owned)
 	changes := Diff(doc, after)
 	if len(changes) == 0 {
+		// The content is right; its mode and owner must be too: a
+		// group- or world-writable daemon.json lets others configure a
+		// root daemon.
+		if c, ok := permissionDrift(path, existed); ok {
+			return &agent.Plan{Changes: []agent.Change{c}, State: &planState{path: path, before: before, existed: existed, fixPerms: true}}, nil
+		}
 		return &agent.Plan{}, nil
 	}
 	if !existed {
@@ -224,6 +233,9 @@ func (m *Module) Apply(ctx context.Context, env *agent.Env, plan *agent.Plan) er
 	}
 	if existed != st.existed || !bytes.Equal(now, st.before) {
 		return fmt.Errorf("write %s: the file changed since it was planned; nothing written, run again", st.path)
+	}
+	if st.fixPerms {
+		return fixPermissions(st.path)
 	}
 
 	if m.cfg.Validate && !env.Offline() {
@@ -439,4 +451,46 @@ func saveOwned(stateRoot, path string, keys map[string]json.RawMessage) error {
 		return err
 	}
 	return agent.WriteFileAtomic(filepath.Join(dir, ownedFile), append(data, '\n'), 0o600)
+}
+
+// wantMode is daemon.json's mode: dockerd reads it as root, and tools of
+// the docker group read it too; nobody but root writes it.
+const wantMode fs.FileMode = 0o644
+
+// permissionDrift reports a daemon.json whose mode is not 0644 or (when we
+// run as root and could fix it) whose owner is not root:root.
+func permissionDrift(path string, existed bool) (agent.Change, bool) {
+	if !existed {
+		return agent.Change{}, false
+	}
+	fi, err := os.Stat(path)
+	if err != nil {
+		return agent.Change{}, false
+	}
+	var old, want []string
+	if fi.Mode().Perm() != wantMode {
+		old = append(old, fmt.Sprintf("mode %04o", fi.Mode().Perm()))
+		want = append(want, fmt.Sprintf("mode %04o", wantMode))
+	}
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok && os.Geteuid() == 0 && (st.Uid != 0 || st.Gid != 0) {
+		old = append(old, fmt.Sprintf("owner %d:%d", st.Uid, st.Gid))
+		want = append(want, "owner 0:0")
+	}
+	if len(old) == 0 {
+		return agent.Change{}, false
+	}
+	return agent.Change{Action: agent.Update, Target: "permissions", Old: strings.Join(old, ", "), New: strings.Join(want, ", "), Metadata: true}, true
+}
+
+// fixPermissions sets daemon.json's mode and owner in place.
+func fixPermissions(path string) error {
+	if err := os.Chmod(path, wantMode); err != nil {
+		return fmt.Errorf("chmod %s: %w", path, err)
+	}
+	if os.Geteuid() == 0 {
+		if err := os.Chown(path, 0, 0); err != nil {
+			return fmt.Errorf("chown %s: %w", path, err)
+		}
+	}
+	return nil
 }

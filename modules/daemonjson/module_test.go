@@ -536,3 +536,29 @@ func TestCommitOfUnchangedFileWritesNothing(t *testing.T) {
 		t.Error("a commit of the same content rewrote the marker")
 	}
 }
+
+func TestPermissionDriftIsCorrected(t *testing.T) {
+	env := rootEnv(t)
+	path := env.Path(DefaultPath)
+	m := mustDecode(t, designExample).Module()
+	apply(t, m, env)
+	content := readFile(t, path)
+	if err := os.Chmod(path, 0o666); err != nil {
+		t.Fatal(err)
+	}
+	p := plan(t, m, env)
+	if len(p.Changes) != 1 || p.Changes[0].Target != "permissions" || !strings.Contains(p.Changes[0].Old, "mode 0666") {
+		t.Fatalf("plan = %+v", p.Changes)
+	}
+	apply(t, m, env)
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Mode().Perm() != 0o644 || readFile(t, path) != content {
+		t.Fatalf("mode %o, content changed: %v", fi.Mode().Perm(), readFile(t, path) != content)
+	}
+	if p := plan(t, m, env); !p.Empty() {
+		t.Fatalf("plan after fix = %+v", p.Changes)
+	}
+}
