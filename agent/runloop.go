@@ -64,9 +64,13 @@ type Loop struct {
 	rnd *rand.Rand
 }
 
+// configKey is the debouncer's key for changes of the configuration file.
+const configKey = "\x00configuration"
+
 type loopEvent struct {
 	module string // "" = configuration changed
 	reason string
+	at     time.Time // when the source emitted it (see Suppressor)
 }
 
 func (l *Loop) defaults() {
@@ -101,6 +105,7 @@ func (l *Loop) Run(ctx context.Context) error {
 	}
 	events := make(chan loopEvent, 256)
 	emit := func(ev loopEvent) {
+		ev.at = time.Now()
 		select {
 		case events <- ev:
 		default: // a full queue already holds a converge for everything that matters
@@ -116,11 +121,13 @@ func (l *Loop) Run(ctx context.Context) error {
 			l.startWatchers(wctx, &watchWG, eng, emit)
 		}
 		if l.ConfigPath != "" {
-			watchWG.Add(1)
-			go func() {
-				defer watchWG.Done()
-				l.watchFiles(wctx, []string{l.ConfigPath}, func(string) { emit(loopEvent{reason: "configuration changed"}) })
-			}()
+			if w := l.newFileWatch([]string{l.ConfigPath}); w != nil {
+				watchWG.Add(1)
+				go func() {
+					defer watchWG.Done()
+					w.run(wctx, func(string) { emit(loopEvent{reason: "configuration changed"}) })
+				}()
+			}
 		}
 	}
 	stopWatch := func() {
@@ -151,14 +158,25 @@ func (l *Loop) Run(ctx context.Context) error {
 	converge := func(only map[string]bool, trigger string) {
 		eng.Only = only
 		ids := moduleIDs(eng)
-		supp.Begin(ids)
 		start := time.Now()
 		rep, err := eng.Apply(runCtx)
-		supp.End(time.Now(), ids)
 		eng.Only = nil
 		if rep == nil {
 			rep = &Report{FormatVersion: ReportFormatVersion, Command: "apply", Start: start.UTC(), Duration: time.Since(start).Seconds()}
 		}
+		wrote := ids // a run that did not report its modules may have written any
+		if len(rep.Modules) > 0 {
+			wrote = nil
+			for _, mr := range rep.Modules {
+				// A failed module wrote nothing: modules apply all or
+				// nothing (the engine's contract), and a failed plan
+				// never got to apply.
+				if mr.Status == StatusChanged || mr.Status == StatusRolledBack {
+					wrote = append(wrote, mr.ID)
+				}
+			}
+		}
+		supp.Record(start, time.Now(), wrote)
 		failed := err != nil || rep.Failed()
 		if len(rep.Modules) == 0 && err != nil {
 			// The run did not get to the modules (the lock): all of them
@@ -208,9 +226,12 @@ func (l *Loop) Run(ctx context.Context) error {
 		}
 	}
 
+	// Watch first, so that READY means "converged, and watching": a change
+	// made right after READY is seen. Events the start converge's own
+	// writes cause are ignored like any converge's.
+	startWatch()
 	converge(nil, "start")
 	l.Notify("READY=1")
-	startWatch()
 	defer stopWatch()
 	backstop := NextBackstop(time.Now(), set.Interval, set.Splay, l.rnd)
 	reloadNow := false
@@ -241,10 +262,13 @@ func (l *Loop) Run(ctx context.Context) error {
 		case ev := <-events:
 			now := time.Now()
 			if ev.module == "" {
-				reloadNow = true
+				// The configuration file changed: reload once the writes
+				// are over (an editor truncates, then writes; a partial
+				// file must not become the running configuration).
+				deb.Add(now, configKey, ev.reason)
 				break
 			}
-			if supp.Own(now, ev.module) {
+			if supp.Own(ev.at, ev.module) {
 				continue
 			}
 			l.Log.WithFields(logrus.Fields{"module": ev.module, "event": ev.reason}).Debug("event")
@@ -257,6 +281,12 @@ func (l *Loop) Run(ctx context.Context) error {
 						held[id] = r
 					}
 				}
+			}
+			if _, ok := held[configKey]; ok {
+				// The reload converges everything.
+				delete(held, configKey)
+				reloadNow = true
+				break
 			}
 			ready := map[string]string{}
 			for id, r := range held {
@@ -316,12 +346,15 @@ func (l *Loop) startWatchers(ctx context.Context, wg *sync.WaitGroup, eng *Engin
 	for _, m := range eng.Modules {
 		id := m.ID()
 		if fw, ok := m.(FileWatcher); ok {
-			files := fw.WatchedFiles(env)
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				l.watchFiles(ctx, files, func(p string) { emit(loopEvent{module: id, reason: "changed " + p}) })
-			}()
+			// Set up here, not in the goroutine: the watches are in place
+			// when startWatchers returns.
+			if w := l.newFileWatch(fw.WatchedFiles(env)); w != nil {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					w.run(ctx, func(p string) { emit(loopEvent{module: id, reason: "changed " + p}) })
+				}()
+			}
 		}
 		if es, ok := m.(EventSource); ok {
 			wg.Add(1)
@@ -362,19 +395,26 @@ func (l *Loop) keepWatching(ctx context.Context, es EventSource, env *Env, emit 
 	}
 }
 
-// watchFiles calls changed(path) whenever one of files is written, created,
-// removed or renamed over. It watches the parent directories.
-func (l *Loop) watchFiles(ctx context.Context, files []string, changed func(string)) {
+// fileWatch is inotify on the parent directories of some files: editors
+// and tools replace files by rename, which a watch on the file itself
+// would lose.
+type fileWatch struct {
+	w    *fsnotify.Watcher
+	want map[string]bool
+	log  *logrus.Logger
+}
+
+// newFileWatch sets up the watches; nil when inotify is unavailable.
+func (l *Loop) newFileWatch(files []string) *fileWatch {
 	w, err := fsnotify.NewWatcher()
 	if err != nil {
 		l.Log.WithError(err).Error("inotify unavailable; relying on the interval")
-		return
+		return nil
 	}
-	defer w.Close()
-	want := map[string]bool{}
+	fw := &fileWatch{w: w, want: map[string]bool{}, log: l.Log}
 	dirs := map[string]bool{}
 	for _, f := range files {
-		want[filepath.Clean(f)] = true
+		fw.want[filepath.Clean(f)] = true
 		dirs[filepath.Dir(f)] = true
 	}
 	for d := range dirs {
@@ -382,22 +422,29 @@ func (l *Loop) watchFiles(ctx context.Context, files []string, changed func(stri
 			l.Log.WithError(err).WithField("dir", d).Warn("cannot watch directory; relying on the interval")
 		}
 	}
+	return fw
+}
+
+// run calls changed(path) whenever one of the files is written, created,
+// removed or renamed over, until ctx ends; then it closes the watch.
+func (fw *fileWatch) run(ctx context.Context, changed func(string)) {
+	defer fw.w.Close()
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case ev, ok := <-w.Events:
+		case ev, ok := <-fw.w.Events:
 			if !ok {
 				return
 			}
-			if want[filepath.Clean(ev.Name)] && !ev.Has(fsnotify.Chmod) {
+			if fw.want[filepath.Clean(ev.Name)] && !ev.Has(fsnotify.Chmod) {
 				changed(ev.Name)
 			}
-		case err, ok := <-w.Errors:
+		case err, ok := <-fw.w.Errors:
 			if !ok {
 				return
 			}
-			l.Log.WithError(err).Warn("inotify error")
+			fw.log.WithError(err).Warn("inotify error")
 		}
 	}
 }

@@ -158,7 +158,7 @@ func TestLoopEventForAFailingModuleGoesAhead(t *testing.T) {
 			t.Fatalf("converge %d (%s) did not fail", i, c.trigger)
 		}
 	}
-	time.Sleep(150 * time.Millisecond) // past the echo grace of that run
+	// At once: a failed run wrote nothing, so no echo grace applies.
 	if err := os.WriteFile(mod.path, nil, 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -170,5 +170,84 @@ func TestLoopEventForAFailingModuleGoesAhead(t *testing.T) {
 	case c := <-out:
 		t.Errorf("converged again: %s", c.trigger)
 	case <-time.After(time.Second):
+	}
+}
+
+// Writes to the configuration file reload it once, after they stop: an
+// editor's truncate-then-write must not load the empty file in between.
+func TestLoopConfigFileChangeReloadsOnce(t *testing.T) {
+	dir := t.TempDir()
+	conf := filepath.Join(dir, "dockward.hcl")
+	if err := os.WriteFile(conf, []byte("v1"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	mod := &fileModule{path: filepath.Join(dir, "f"), want: "x"}
+	log := logrus.New()
+	log.SetOutput(&bytes.Buffer{})
+	var mu sync.Mutex
+	var loaded []string
+	out := make(chan string, 10)
+	ctx, cancel := context.WithCancel(context.Background())
+	l := &Loop{
+		Load: func() (*Engine, LoopSettings, error) {
+			b, _ := os.ReadFile(conf)
+			mu.Lock()
+			loaded = append(loaded, string(b))
+			mu.Unlock()
+			return &Engine{Modules: []Module{mod}, StateDir: filepath.Join(dir, "state"), Log: log}, LoopSettings{Interval: time.Hour, Watch: true}, nil
+		},
+		ConfigPath: conf, Log: log,
+		OnConverge: func(rep *Report, trigger string) { out <- trigger },
+	}
+	done := make(chan error, 1)
+	go func() { done <- l.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	<-out
+	for _, s := range []string{"", "v", "v2"} { // truncate, partial write, full write
+		if err := os.WriteFile(conf, []byte(s), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	select {
+	case tr := <-out:
+		if tr != "reload" {
+			t.Fatalf("converge %q, want reload", tr)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no reload")
+	}
+	select {
+	case tr := <-out:
+		t.Errorf("converged again: %q", tr)
+	case <-time.After(300 * time.Millisecond):
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(loaded) != 2 || loaded[1] != "v2" {
+		t.Errorf("loaded %q, want the start's and one reload of the final file", loaded)
+	}
+}
+
+// A change right after a run that did not write the module is someone
+// else's, however soon it comes: the agent's start on a converged host,
+// then an operator's edit at once.
+func TestLoopChangeRightAfterAQuietRunIsSeen(t *testing.T) {
+	dir := t.TempDir()
+	mod := &fileModule{path: filepath.Join(dir, "daemon.json"), want: "{}\n"}
+	if err := os.WriteFile(mod.path, []byte(mod.want), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, _ := runLoopWith(t, []Module{mod}, Backoff{Base: time.Hour, Max: time.Hour})
+	if c := nextConverge(t, out, "start"); c.rep.Changed() {
+		t.Fatalf("start changed something: %+v", c.rep)
+	}
+	if err := os.WriteFile(mod.path, []byte("tampered"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if c := nextConverge(t, out, "tamper right after start"); !c.rep.Changed() {
+		t.Fatalf("converge %q changed nothing", c.trigger)
+	}
+	if b, _ := os.ReadFile(mod.path); string(b) != mod.want {
+		t.Errorf("file = %q", b)
 	}
 }

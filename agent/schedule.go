@@ -92,40 +92,38 @@ func NextBackstop(now time.Time, interval, splay time.Duration, rnd *rand.Rand) 
 	return now.Add(interval + extra)
 }
 
-// Suppressor drops the events a converge's own writes cause: events for a
-// module that arrive while that module is being applied, or within Grace
-// after, are its own echo. An event after that is someone else's change.
+// Suppressor drops the events a converge's own writes cause. Events carry
+// the time their source emitted them. An event for a module is an echo
+// when it was emitted while a converge that wrote to that module ran, or
+// within Grace after it ended (what the event source took to deliver it).
+// A converge that left a module as it was wrote nothing of it, so the
+// module's events from then are someone else's: they are kept, so that a
+// change made right after a converge (an operator's edit just after the
+// agent's start, a network created just after a failed firewall run) is
+// not lost.
 type Suppressor struct {
 	Grace time.Duration
-	busy  map[string]bool
-	until map[string]time.Time
+	wrote map[string]window // module ID -> the last converge that wrote to it
 }
 
-// Begin marks modules as being applied.
-func (s *Suppressor) Begin(ids []string) {
-	if s.busy == nil {
-		s.busy, s.until = map[string]bool{}, map[string]time.Time{}
-	}
-	for _, id := range ids {
-		s.busy[id] = true
-	}
-}
+type window struct{ begin, end time.Time }
 
-// End marks the apply of modules as finished at now.
-func (s *Suppressor) End(now time.Time, ids []string) {
-	for _, id := range ids {
-		delete(s.busy, id)
-		s.until[id] = now.Add(s.Grace)
+// Record notes a converge that ran from begin to end and wrote to the
+// modules in wrote (changed, rolled back, or failed part-way).
+func (s *Suppressor) Record(begin, end time.Time, wrote []string) {
+	if s.wrote == nil {
+		s.wrote = map[string]window{}
+	}
+	for _, id := range wrote {
+		s.wrote[id] = window{begin, end}
 	}
 }
 
-// Own reports whether an event for module at now is an echo of our writes.
-func (s *Suppressor) Own(now time.Time, module string) bool {
-	if s.busy[module] {
-		return true
-	}
-	u, ok := s.until[module]
-	return ok && now.Before(u)
+// Own reports whether an event for module, emitted at at, is an echo of
+// dockward's own writes.
+func (s *Suppressor) Own(at time.Time, module string) bool {
+	w, ok := s.wrote[module]
+	return ok && !at.Before(w.begin) && at.Before(w.end.Add(s.Grace))
 }
 
 func sortedKeys(m map[string]string) []string {

@@ -83,18 +83,33 @@ func TestNextBackstopStaysWithinSplay(t *testing.T) {
 
 func TestSuppressorIgnoresOwnWritesOnly(t *testing.T) {
 	s := &Suppressor{Grace: 100 * time.Millisecond}
-	s.Begin([]string{"docker_daemon"})
-	if !s.Own(t0, "docker_daemon") {
-		t.Fatal("event during own apply not suppressed")
+	end := t0.Add(2 * time.Second)
+	s.Record(t0, end, []string{"docker_daemon"})
+	for _, tc := range []struct {
+		at     time.Time
+		module string
+		own    bool
+		why    string
+	}{
+		{t0.Add(-time.Millisecond), "docker_daemon", false, "emitted before the converge began"},
+		{t0, "docker_daemon", true, "emitted as the converge began"},
+		{t0.Add(time.Second), "docker_daemon", true, "emitted during its apply"},
+		{end.Add(50 * time.Millisecond), "docker_daemon", true, "delivered within grace"},
+		{end.Add(150 * time.Millisecond), "docker_daemon", false, "a later tamper"},
+		{t0.Add(time.Second), "subordinate_ids.dockremap", false, "a module the converge did not write to"},
+		{t0.Add(time.Second), "firewall", false, "a module never written"},
+	} {
+		if got := s.Own(tc.at, tc.module); got != tc.own {
+			t.Errorf("%s: Own = %v, want %v", tc.why, got, tc.own)
+		}
 	}
-	if s.Own(t0, "subordinate_ids.dockremap") {
-		t.Fatal("other module's event suppressed")
+	// A later converge that did not write docker_daemon leaves its last
+	// window as it was; one that did moves it.
+	s.Record(end.Add(time.Second), end.Add(2*time.Second), []string{"firewall"})
+	if s.Own(end.Add(1500*time.Millisecond), "docker_daemon") {
+		t.Error("docker_daemon event during a converge that did not write it was suppressed")
 	}
-	s.End(t0, []string{"docker_daemon"})
-	if !s.Own(t0.Add(50*time.Millisecond), "docker_daemon") {
-		t.Fatal("echo within grace not suppressed")
-	}
-	if s.Own(t0.Add(150*time.Millisecond), "docker_daemon") {
-		t.Fatal("a later tamper was suppressed")
+	if !s.Own(end.Add(1500*time.Millisecond), "firewall") {
+		t.Error("firewall echo not suppressed")
 	}
 }

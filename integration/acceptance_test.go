@@ -108,6 +108,12 @@ func runGroup(t *testing.T, files []string) {
 	if err := m.CopyDirIn("scenarios", scenarioDir); err != nil {
 		t.Fatalf("copy scenarios into machine %s: %v", m.Name(), err)
 	}
+	// The agent scenarios (6x) install dist's units where no package did.
+	for _, u := range []string{"dockward.service", "dockward-firstboot.service", "dockward-apply.service", "dockward-apply.timer"} {
+		if err := m.CopyIn(filepath.Join("..", "dist", u), scenarioDir+"/dist/"+u, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), groupTimeout)
 	defer cancel()
 	args := append([]string{scenarioDir + "/run.sh"}, files...)

@@ -3,9 +3,10 @@ package main
 import (
 	"context"
 	"fmt"
-	"io"
 	"os"
 	"os/signal"
+	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
@@ -13,6 +14,7 @@ import (
 	"github.com/dockward/dockward/agent"
 	"github.com/dockward/dockward/config"
 	"github.com/dockward/dockward/modules"
+	"github.com/hashicorp/hcl/v2"
 	"github.com/sirupsen/logrus"
 )
 
@@ -83,8 +85,19 @@ func runAgent(ctx context.Context, g *globals, first *config.File, log *logrus.L
 		Metrics: agent.NewMetrics(),
 		Log:     log,
 	}
-	if src != nil && !src.Embedded {
+	switch {
+	case src != nil && !src.Embedded:
 		loop.ConfigPath = src.Filename
+	case g.config == "":
+		// Running on the embedded default: a configuration file that
+		// appears where it is looked for is loaded, as a changed one is.
+		p := config.DefaultPath
+		if g.root != "" {
+			p = filepath.Join(g.root, p)
+		}
+		if _, err := os.Stat(filepath.Dir(p)); err == nil {
+			loop.ConfigPath = p
+		}
 	}
 	if err := loop.Run(ctx); err != nil {
 		log.WithError(err).Error("dockward run")
@@ -101,10 +114,23 @@ func reloadConfig(g *globals, log *logrus.Logger) (*config.File, error) {
 	}
 	cfg, diags := config.Decode(src.Filename, src.Bytes, modules.Kinds)
 	if diags.HasErrors() {
-		_ = config.WriteDiagnostics(logWriter(log), cfg.Files, diags, false)
-		return nil, fmt.Errorf("%s: %d error(s)", src.Filename, countErrors(diags))
+		// One log entry that names every error where it is; `dockward
+		// validate` shows them with their source lines.
+		var errs []string
+		for _, d := range diags {
+			if d.Severity != hcl.DiagError {
+				continue
+			}
+			e := d.Summary
+			if d.Detail != "" {
+				e += ": " + d.Detail
+			}
+			if d.Subject != nil {
+				e = d.Subject.String() + ": " + e
+			}
+			errs = append(errs, e)
+		}
+		return nil, fmt.Errorf("%s: %d error(s) (dockward validate shows them): %s", src.Filename, len(errs), strings.Join(errs, "; "))
 	}
 	return cfg, nil
 }
-
-func logWriter(log *logrus.Logger) io.Writer { return log.WriterLevel(logrus.ErrorLevel) }

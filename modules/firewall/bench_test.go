@@ -132,6 +132,35 @@ func BenchmarkPlanNoop(b *testing.B) {
 	}
 }
 
+// BenchmarkPlanDrift is a cold plan of the 10,000-address table after
+// someone's edit: one address added to the whitelist set, one taken out.
+// The sorted elements are merged, and only those two are printed.
+func BenchmarkPlanDrift(b *testing.B) {
+	ns := netnstest.New(b)
+	m, rs := whitelistModule(10000, ns)
+	if err := NewNFT(ns.NFTOpts()...).Replace(rs); err != nil {
+		b.Fatal(err)
+	}
+	ns.Exec(b, "nft", "add element inet dockward egress_app_0_v4 { 192.0.2.1 }")
+	ns.Exec(b, "nft", "delete element inet dockward egress_app_0_v4 { 10.0.0.2 }")
+	want := []string{"+ element 10.0.0.2", "- element 192.0.2.1"}
+	cpu := cpuTime()
+	for b.Loop() {
+		p, err := NewWith(m.cfg, NewNFT(ns.NFTOpts()...), nil).Plan(context.Background(), liveEnv)
+		if err != nil {
+			b.Fatal(err)
+		}
+		var got []string
+		for _, c := range p.Changes {
+			got = append(got, string(c.Action)+" "+c.New+c.Old)
+		}
+		if fmt.Sprint(got) != fmt.Sprint(want) {
+			b.Fatalf("plan: %v, want %v", got, want)
+		}
+	}
+	reportCPU(b, cpu)
+}
+
 // cpuTime is the process's user and system CPU time so far. The machines
 // these benchmarks run on are shared, so wall time per op swings with the
 // load; CPU time per op (the kernel's work for our netlink calls included,

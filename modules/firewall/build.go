@@ -2,7 +2,6 @@ package firewall
 
 import (
 	"fmt"
-	"net/netip"
 
 	"github.com/google/nftables"
 	"github.com/google/nftables/expr"
@@ -36,6 +35,8 @@ var basePriority = nftables.ChainPriority(-10)
 //	chain egress_N { <one rule per egress_allow and family> accept; counter drop }
 //	chain ingress_N { <one rule per ingress_allow and family> accept; counter drop }
 //	chain input { ...hook input...  ct state established,related accept
+//	    iifname "B" meta nfproto ipv6 meta l4proto ipv6-icmp icmpv6 type nd-neighbor-solicit ip6 hoplimit 255 accept
+//	    iifname "B" meta nfproto ipv6 meta l4proto ipv6-icmp icmpv6 type nd-neighbor-advert ip6 hoplimit 255 accept
 //	    iifname "B" counter drop }             # internal networks only
 //
 // Addresses and ports live in sets, so the number of rules depends on the
@@ -96,7 +97,9 @@ func Build(b *Block, bridges map[string]string) (*Ruleset, error) {
 		}
 		if n.Internal {
 			// Docker's --internal still lets containers reach the host
-			// through the bridge's gateway address: close that.
+			// through the bridge's gateway address: close that, all but
+			// neighbour discovery.
+			input.Rules = append(input.Rules, neighbourDiscovery(br)...)
 			input.Rules = append(input.Rules, dropMatching(b.LogPrefix, "input_"+n.Name, iifname(br, false))...)
 		}
 	}
@@ -124,14 +127,6 @@ func baseChain(name string, hook *nftables.ChainHook) *Chain {
 // peerIsSource is true for ingress (match the source; ports are the
 // published ports before DNAT).
 func allowRules(prefix string, a *Allow, peerIsSource bool) ([]*Set, []Rule) {
-	var v4, v6 []netip.Prefix
-	for _, p := range a.Addrs {
-		if p.Addr().Is4() {
-			v4 = append(v4, p)
-		} else {
-			v6 = append(v6, p)
-		}
-	}
 	var addrSets, portSets []*Set
 	var portSet string
 	if len(a.Ports) > 0 && a.Proto != "icmp" {
@@ -139,26 +134,29 @@ func allowRules(prefix string, a *Allow, peerIsSource bool) ([]*Set, []Rule) {
 		portSets = append(portSets, &Set{Name: portSet, Type: nftables.TypeInetService, Elems: portElems(a.Ports)})
 	}
 	var rules []Rule
-	for _, fam := range []struct {
-		v6    bool
-		addrs []netip.Prefix
-		name  string
-		typ   nftables.SetDatatype
-		icmp  byte
+	for _, fam := range [...]struct {
+		v6   bool
+		name string
+		typ  nftables.SetDatatype
+		icmp byte
 	}{
-		{false, v4, prefix + "_v4", nftables.TypeIPAddr, unix.IPPROTO_ICMP},
-		{true, v6, prefix + "_v6", nftables.TypeIP6Addr, unix.IPPROTO_ICMPV6},
+		{false, prefix + "_v4", nftables.TypeIPAddr, unix.IPPROTO_ICMP},
+		{true, prefix + "_v6", nftables.TypeIP6Addr, unix.IPPROTO_ICMPV6},
 	} {
-		elems := prefixElems(fam.addrs)
-		singles := make([]Elem, 0, len(elems))
+		// Singles stay where they are, ranges move out: both keep the
+		// sorted order.
+		singles := prefixElems(a.Addrs, fam.v6)
 		var ranges []Elem
-		for _, e := range elems {
+		k := 0
+		for _, e := range singles {
 			if e.single() {
-				singles = append(singles, e)
+				singles[k] = e
+				k++
 			} else {
 				ranges = append(ranges, e)
 			}
 		}
+		singles = singles[:k]
 		proto := fam.icmp
 		switch a.Proto {
 		case "tcp":
@@ -166,7 +164,7 @@ func allowRules(prefix string, a *Allow, peerIsSource bool) ([]*Set, []Rule) {
 		case "udp":
 			proto = unix.IPPROTO_UDP
 		}
-		for _, set := range []*Set{
+		for _, set := range [...]*Set{
 			{Name: fam.name, Type: fam.typ, Elems: singles},
 			{Name: fam.name + "net", Type: fam.typ, Interval: true, Elems: ranges},
 		} {
@@ -186,6 +184,30 @@ func allowRules(prefix string, a *Allow, peerIsSource bool) ([]*Set, []Rule) {
 		}
 	}
 	return append(addrSets, portSets...), rules
+}
+
+// neighbourDiscovery accepts IPv6 neighbour solicitations and
+// advertisements from bridge br to the host. Conntrack leaves them
+// untracked (they are never established), so without these rules an
+// internal network's input drop takes them too, and then the host cannot
+// resolve a container's link-layer address, nor a container the host's:
+// IPv6 between the host and the bridge fails both ways, even for the
+// replies to connections the host opens, which "internal" allows (they are
+// established). IPv4's ARP needs nothing: it is not IP, and an inet
+// table's hooks never see it.
+//
+// Only these two: router solicitations stay dropped (a container on an
+// internal network has no router to ask for, and Docker assigns its
+// addresses itself), and so does all other ICMPv6. Hop limit 255 is what
+// RFC 4861 requires of a neighbour discovery message (the kernel discards
+// others anyway): nothing but genuine on-link ND gets through this.
+func neighbourDiscovery(br string) []Rule {
+	var rules []Rule
+	for _, typ := range []byte{ndNeighborSolicit, ndNeighborAdvert} {
+		rules = append(rules, Rule{Exprs: concat(iifname(br, false), nfproto(true), l4proto(unix.IPPROTO_ICMPV6),
+			icmpv6Type(typ), ip6HopLimit(255), []expr.Any{verdict(expr.VerdictAccept)})})
+	}
+	return rules
 }
 
 // dropRules ends a network chain: an optional rate-limited log, then a

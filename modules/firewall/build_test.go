@@ -147,12 +147,34 @@ func TestBuildExpressions(t *testing.T) {
 		t.Errorf("ingress rule (-want +got):\n%s", d)
 	}
 
-	// The internal network: iifname "br-0123456789ab" counter drop, on input.
+	// The internal network, on input: neighbour discovery from the bridge
+	// passes, everything else new from it is dropped.
 	brInt := []byte("br-0123456789ab\x00")
-	wantInput := []expr.Any{&expr.Meta{Key: expr.MetaKeyIIFNAME, Register: 1}, &expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: brInt},
-		&expr.Counter{}, &expr.Verdict{Kind: expr.VerdictDrop}}
-	if d := cmp.Diff(wantInput, chains["input"].Rules[1].Exprs); d != "" {
-		t.Errorf("input rule (-want +got):\n%s", d)
+	iifInt := []expr.Any{&expr.Meta{Key: expr.MetaKeyIIFNAME, Register: 1}, &expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: brInt}}
+	nd := func(typ byte) []expr.Any {
+		return append(append([]expr.Any{}, iifInt...),
+			&expr.Meta{Key: expr.MetaKeyNFPROTO, Register: 1}, &expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{unix.NFPROTO_IPV6}},
+			&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1}, &expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{unix.IPPROTO_ICMPV6}},
+			&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: 0, Len: 1},
+			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{typ}},
+			&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: 7, Len: 1},
+			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{255}},
+			accept)
+	}
+	wantInput := [][]expr.Any{
+		// iifname "br-0123456789ab" meta nfproto ipv6 meta l4proto ipv6-icmp icmpv6 type nd-neighbor-solicit ip6 hoplimit 255 accept
+		nd(135),
+		// iifname "br-0123456789ab" meta nfproto ipv6 meta l4proto ipv6-icmp icmpv6 type nd-neighbor-advert ip6 hoplimit 255 accept
+		nd(136),
+		// iifname "br-0123456789ab" counter drop
+		append(append([]expr.Any{}, iifInt...), &expr.Counter{}, &expr.Verdict{Kind: expr.VerdictDrop}),
+	}
+	var gotInput [][]expr.Any
+	for _, r := range chains["input"].Rules[1:] {
+		gotInput = append(gotInput, r.Exprs)
+	}
+	if d := cmp.Diff(wantInput, gotInput); d != "" {
+		t.Errorf("input rules (-want +got):\n%s", d)
 	}
 	if d := cmp.Diff(nftables.ChainHookInput, chains["input"].Hook); d != "" {
 		t.Errorf("input hook: %s", d)
@@ -248,7 +270,7 @@ func TestPrefixElems(t *testing.T) {
 			}
 		}
 		var got []string
-		for _, e := range prefixElems(ps) {
+		for _, e := range prefixElems(ps, typ == nftables.TypeIP6Addr) {
 			got = append(got, renderElem(typ, e))
 		}
 		if d := cmp.Diff(tt.want, got); d != "" {
@@ -305,6 +327,8 @@ func ExampleRender() {
 	// 	chain input {
 	// 		type filter hook input priority filter - 10; policy accept;
 	// 		ct state established,related accept
+	// 		iifname "br-db" meta nfproto ipv6 meta l4proto ipv6-icmp icmpv6 type nd-neighbor-solicit ip6 hoplimit 255 accept
+	// 		iifname "br-db" meta nfproto ipv6 meta l4proto ipv6-icmp icmpv6 type nd-neighbor-advert ip6 hoplimit 255 accept
 	// 		iifname "br-db" counter drop
 	// 	}
 	// }

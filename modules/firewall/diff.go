@@ -1,12 +1,12 @@
 package firewall
 
 import (
-	"bytes"
 	"fmt"
 	"slices"
 	"strings"
 
 	"github.com/dockward/dockward/agent"
+	"github.com/google/nftables"
 )
 
 // maxElemChanges caps the element lines listed per set and direction: a
@@ -45,74 +45,156 @@ func diffSets(want, have *Ruleset) []agent.Change {
 		h := haveBy[w.Name]
 		wh := strings.Join(setHeader(w), "; ")
 		if h == nil {
-			out = append(out, agent.Change{Action: agent.Create, Target: target, New: fmt.Sprintf("%s; %d elements", wh, len(w.Elems))})
-			out = append(out, elemChanges(agent.Create, target, w, w.Elems)...)
+			out = append(out, agent.Change{Action: agent.Create, Target: target, New: fmt.Sprintf("%s; %d elements", wh, len(w.Elems)+len(w.Long))})
+			out = append(out, elemChanges(agent.Create, target, w.Type, w.Elems, w.Long)...)
 			continue
 		}
 		if hh := strings.Join(setHeader(h), "; "); hh != wh {
 			out = append(out, agent.Change{Action: agent.Update, Target: target, Old: hh, New: wh})
 		}
-		add, del := elemDiff(w, h)
-		out = append(out, elemChanges(agent.Create, target, w, add)...)
-		out = append(out, elemChanges(agent.Delete, target, h, del)...)
+		add, del, addLong, delLong := elemDiff(w, h)
+		out = append(out, elemChanges(agent.Create, target, w.Type, add, addLong)...)
+		out = append(out, elemChanges(agent.Delete, target, h.Type, del, delLong)...)
 	}
 	for _, h := range have.Sets {
 		if !wantBy[h.Name] {
 			out = append(out, agent.Change{Action: agent.Delete, Target: fmt.Sprintf("set inet %s %s", have.Table, h.Name),
-				Old: fmt.Sprintf("%s; %d elements", strings.Join(setHeader(h), "; "), len(h.Elems))})
+				Old: fmt.Sprintf("%s; %d elements", strings.Join(setHeader(h), "; "), len(h.Elems)+len(h.Long))})
 		}
 	}
 	return out
 }
 
 // elemDiff returns the elements of w missing from h, and those of h that w
-// does not have, compared on their rendered text.
-func elemDiff(w, h *Set) (add, del []Elem) {
-	// Both sides are sorted canonical ranges, so the common case, no
-	// change, is one pass over the bytes (the maps below cost milliseconds
-	// for 10,000 addresses).
-	if w.Type.Name == h.Type.Name && slices.EqualFunc(w.Elems, h.Elems, func(a, b Elem) bool {
-		return bytes.Equal(a.Lo, b.Lo) && bytes.Equal(a.Hi, b.Hi)
-	}) {
-		return nil, nil
+// does not have; two elements are the same when they print the same.
+func elemDiff(w, h *Set) (add, del []Elem, addLong, delLong [][]byte) {
+	addLong, delLong = longDiff(w.Long, h.Long)
+	if w.Type.Name != h.Type.Name {
+		// The same bytes mean something else: compare them as printed.
+		hs := make(map[string]bool, len(h.Elems))
+		for _, e := range h.Elems {
+			hs[renderElem(h.Type, e)] = true
+		}
+		ws := make(map[string]bool, len(w.Elems))
+		for _, e := range w.Elems {
+			k := renderElem(w.Type, e)
+			ws[k] = true
+			if !hs[k] {
+				add = append(add, e)
+			}
+		}
+		for _, e := range h.Elems {
+			if !ws[renderElem(h.Type, e)] {
+				del = append(del, e)
+			}
+		}
+		return add, del, addLong, delLong
 	}
-	hs := make(map[string]bool, len(h.Elems))
+	// Of one type, elements print the same exactly when they are equal.
+	// Both sides are normally sorted (Build's and read-back's canonical
+	// form), so the common case, no change, is one comparison of two flat
+	// arrays, and a change one merge pass; nothing is printed but the few
+	// differences shown.
+	if slices.Equal(w.Elems, h.Elems) {
+		return nil, nil, addLong, delLong
+	}
+	if ascending(w.Elems) && ascending(h.Elems) {
+		i, j := 0, 0
+		for i < len(w.Elems) && j < len(h.Elems) {
+			switch c := cmpElem(w.Elems[i], h.Elems[j]); {
+			case c == 0:
+				i++
+				j++
+			case c < 0:
+				add = append(add, w.Elems[i])
+				i++
+			default:
+				del = append(del, h.Elems[j])
+				j++
+			}
+		}
+		add = append(add, w.Elems[i:]...)
+		del = append(del, h.Elems[j:]...)
+		return add, del, addLong, delLong
+	}
+	hs := make(map[Elem]bool, len(h.Elems))
 	for _, e := range h.Elems {
-		hs[renderElem(h.Type, e)] = true
+		hs[e] = true
 	}
-	ws := make(map[string]bool, len(w.Elems))
+	ws := make(map[Elem]bool, len(w.Elems))
 	for _, e := range w.Elems {
-		k := renderElem(w.Type, e)
-		ws[k] = true
-		if !hs[k] {
+		ws[e] = true
+		if !hs[e] {
 			add = append(add, e)
 		}
 	}
 	for _, e := range h.Elems {
-		if !ws[renderElem(h.Type, e)] {
+		if !ws[e] {
 			del = append(del, e)
+		}
+	}
+	return add, del, addLong, delLong
+}
+
+// longDiff is elemDiff for keys over 16 bytes.
+func longDiff(w, h [][]byte) (add, del [][]byte) {
+	hs := make(map[string]bool, len(h))
+	for _, k := range h {
+		hs[string(k)] = true
+	}
+	ws := make(map[string]bool, len(w))
+	for _, k := range w {
+		ws[string(k)] = true
+		if !hs[string(k)] {
+			add = append(add, k)
+		}
+	}
+	for _, k := range h {
+		if !ws[string(k)] {
+			del = append(del, k)
 		}
 	}
 	return add, del
 }
 
-func elemChanges(a agent.Action, target string, s *Set, elems []Elem) []agent.Change {
+func cmpElem(a, b Elem) int {
+	if c := a.Lo.cmp(b.Lo); c != 0 {
+		return c
+	}
+	return a.Hi.cmp(b.Hi)
+}
+
+// ascending reports whether elems are strictly increasing, so that a merge
+// sees every element once.
+func ascending(elems []Elem) bool {
+	for i := 1; i < len(elems); i++ {
+		if cmpElem(elems[i-1], elems[i]) >= 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// elemChanges lists elements, then long keys, as changes, up to
+// maxElemChanges lines and a count of the rest.
+func elemChanges(a agent.Action, target string, t nftables.SetDatatype, elems []Elem, long [][]byte) []agent.Change {
 	var out []agent.Change
-	for i, e := range elems {
-		if i == maxElemChanges {
-			line := fmt.Sprintf("%d more elements", len(elems)-i)
-			c := agent.Change{Action: a, Target: target, New: line}
-			if a == agent.Delete {
-				c = agent.Change{Action: a, Target: target, Old: line}
-			}
-			return append(out, c)
-		}
-		line := "element " + renderElem(s.Type, e)
-		c := agent.Change{Action: a, Target: target, New: line}
+	total := len(elems) + len(long)
+	line := func(s string) agent.Change {
 		if a == agent.Delete {
-			c = agent.Change{Action: a, Target: target, Old: line}
+			return agent.Change{Action: a, Target: target, Old: s}
 		}
-		out = append(out, c)
+		return agent.Change{Action: a, Target: target, New: s}
+	}
+	for i := range total {
+		if i == maxElemChanges {
+			return append(out, line(fmt.Sprintf("%d more elements", total-i)))
+		}
+		if i < len(elems) {
+			out = append(out, line("element "+renderElem(t, elems[i])))
+		} else {
+			out = append(out, line("element "+renderLong(long[i-len(elems)])))
+		}
 	}
 	return out
 }

@@ -66,7 +66,7 @@ func TestDiff(t *testing.T) {
 			[]agent.Change{{Action: "+", Target: "set " + tbl + "egress_bridge_0_ports", New: "element 80"}}},
 		{"element added by someone", func(h *Ruleset) {
 			s := setNamed(h, "egress_bridge_1_v4")
-			s.Elems = append(s.Elems, prefixElems(mustPrefixes("192.0.2.1"))...)
+			s.Elems = append(s.Elems, prefixElems(mustPrefixes("192.0.2.1"), false)...)
 		}, []agent.Change{{Action: "-", Target: "set " + tbl + "egress_bridge_1_v4", Old: "element 192.0.2.1"}}},
 		{"rule removed", func(h *Ruleset) { c := chainNamed(h, "forward"); c.Rules = c.Rules[1:] },
 			[]agent.Change{{Action: "+", Target: "chain " + tbl + "forward", New: "rule ct state established,related accept"}}},
@@ -105,7 +105,7 @@ func TestDiff(t *testing.T) {
 func TestDiffMissingTable(t *testing.T) {
 	want := exampleRuleset(t)
 	got := Diff(want, nil)
-	if len(got) == 0 || got[0] != (agent.Change{Action: "+", Target: "table inet dockward", New: "6 chains, 17 rules, 7 sets with 8 elements"}) {
+	if len(got) == 0 || got[0] != (agent.Change{Action: "+", Target: "table inet dockward", New: "6 chains, 19 rules, 7 sets with 8 elements"}) {
 		t.Fatalf("first change = %+v", got)
 	}
 	for _, c := range got {
@@ -120,8 +120,8 @@ func TestDiffMissingTable(t *testing.T) {
 			rules++
 		}
 	}
-	if rules != 17 {
-		t.Errorf("listed %d rules, want 17", rules)
+	if rules != 19 {
+		t.Errorf("listed %d rules, want 19", rules)
 	}
 }
 

@@ -1,9 +1,7 @@
 package firewall
 
 import (
-	"bytes"
 	"net/netip"
-	"slices"
 
 	"github.com/google/nftables"
 	"github.com/google/nftables/binaryutil"
@@ -12,9 +10,10 @@ import (
 )
 
 // Ruleset is one nftables table as data: what the builder wants and what
-// read-back finds are both expressed in it, rendered the same way and
-// compared as text. Rules hold google/nftables expressions as they go over
-// netlink; sets hold their elements as inclusive ranges.
+// read-back finds are both expressed in it, and rendered the same way.
+// Rules hold google/nftables expressions as they go over netlink and are
+// compared as text; sets hold their elements as sorted inclusive ranges of
+// numbers, compared as such.
 type Ruleset struct {
 	Table  string // the table's name; the family is always inet
 	Sets   []*Set
@@ -30,11 +29,16 @@ type Set struct {
 	// else's change to them shows as drift.
 	Constant, Timeout, Dynamic bool
 	Elems                      []Elem
+	// Long holds the elements of a set whose keys are longer than 16
+	// bytes (concatenations, which dockward never makes: such a set is
+	// someone else's edit), as the kernel dumps them: enough to show it.
+	Long [][]byte
 }
 
-// Elem is one set element: an inclusive range [Lo, Hi] of keys in network
-// byte order; Lo equals Hi for a single value.
-type Elem struct{ Lo, Hi []byte }
+// Elem is one set element: an inclusive range [Lo, Hi] of keys; Lo equals
+// Hi for a single value. It holds no pointers, so a set of 10,000
+// addresses is one flat array that the garbage collector need not scan.
+type Elem struct{ Lo, Hi Key }
 
 // Chain is a chain; Hook is nil for a regular (jump target) chain.
 type Chain struct {
@@ -59,7 +63,7 @@ func (rs *Ruleset) Counts() (rules, elems int) {
 		rules += len(c.Rules)
 	}
 	for _, s := range rs.Sets {
-		elems += len(s.Elems)
+		elems += len(s.Elems) + len(s.Long)
 	}
 	return rules, elems
 }
@@ -122,6 +126,29 @@ func l4proto(p byte) []expr.Any {
 	return []expr.Any{&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: reg}, cmpReg(expr.CmpOpEq, []byte{p})}
 }
 
+// ICMPv6 neighbour discovery message types (RFC 4861).
+const (
+	ndRouterSolicit   = 133
+	ndNeighborSolicit = 135
+	ndNeighborAdvert  = 136
+)
+
+// icmpv6 type t (after meta l4proto ipv6-icmp)
+func icmpv6Type(t byte) []expr.Any {
+	return []expr.Any{
+		&expr.Payload{OperationType: expr.PayloadLoad, DestRegister: reg, Base: expr.PayloadBaseTransportHeader, Offset: 0, Len: 1},
+		cmpReg(expr.CmpOpEq, []byte{t}),
+	}
+}
+
+// ip6 hoplimit n (after meta nfproto ipv6)
+func ip6HopLimit(n byte) []expr.Any {
+	return []expr.Any{
+		&expr.Payload{OperationType: expr.PayloadLoad, DestRegister: reg, Base: expr.PayloadBaseNetworkHeader, Offset: 7, Len: 1},
+		cmpReg(expr.CmpOpEq, []byte{n}),
+	}
+}
+
 // ip|ip6 saddr|daddr @set
 func addrInSet(v6, src bool, set string) []expr.Any {
 	off, n := uint32(16), uint32(4) // ip daddr
@@ -181,62 +208,70 @@ func concat(parts ...[]expr.Any) []expr.Any {
 	return out
 }
 
-// prefixElems turns prefixes of one family into sorted, disjoint,
-// non-adjacent ranges: what nft's auto-merge would store, and a canonical
-// form, so that the same addresses written differently compare equal. It
-// works on fixed-size arrays and one backing array for all keys: plans of
-// 10,000 addresses build this every time.
-func prefixElems(ps []netip.Prefix) []Elem {
-	if len(ps) == 0 {
+// prefixElems turns the prefixes of one family among ps (IPv6 when v6,
+// else IPv4) into sorted, disjoint, non-adjacent ranges: what nft's
+// auto-merge would store, and a canonical form, so that the same addresses
+// written differently compare equal. Plans of 10,000 addresses build this
+// every time: it works on numbers, not byte slices, and allocates once.
+func prefixElems(ps []netip.Prefix, v6 bool) []Elem {
+	n := 0
+	for _, p := range ps {
+		if p.Addr().Is4() != v6 {
+			n++
+		}
+	}
+	if n == 0 {
 		return nil
 	}
-	type span struct{ lo, hi [16]byte }
-	size := 16
-	if ps[0].Addr().Is4() {
-		size = 4
+	size := 4
+	if v6 {
+		size = 16
 	}
-	spans := make([]span, 0, len(ps))
+	elems := make([]Elem, 0, n)
 	for _, p := range ps {
-		p = p.Masked()
-		var sp span
-		if size == 4 {
-			a := p.Addr().As4()
-			copy(sp.lo[:], a[:])
+		a := p.Addr()
+		if a.Is4() == v6 {
+			continue
+		}
+		var k Key
+		if v6 {
+			b := a.As16()
+			k = keyOf(b[:])
 		} else {
-			sp.lo = p.Addr().As16()
+			b := a.As4()
+			k = keyOf(b[:])
 		}
-		sp.hi = sp.lo
-		for i := p.Bits(); i < size*8; i++ {
-			sp.hi[i/8] |= 0x80 >> (i % 8)
-		}
-		spans = append(spans, sp)
+		host := hostMask(size*8 - p.Bits())
+		lo := Key{k.hi &^ host.hi, k.lo &^ host.lo}
+		elems = append(elems, Elem{lo, Key{lo.hi | host.hi, lo.lo | host.lo}})
 	}
-	slices.SortFunc(spans, func(a, b span) int { return bytes.Compare(a.lo[:size], b.lo[:size]) })
-	merged := spans[:1]
-	for _, sp := range spans[1:] {
+	radixSort(elems, func(e Elem) Key { return e.Lo })
+	merged := elems[:1]
+	for _, e := range elems[1:] {
 		last := &merged[len(merged)-1]
-		next, ok := increment(last.hi[:size])
-		if !ok || bytes.Compare(sp.lo[:size], next) <= 0 {
-			if bytes.Compare(sp.hi[:size], last.hi[:size]) > 0 {
-				last.hi = sp.hi
+		next, ok := last.Hi.add1(size)
+		if !ok || e.Lo.cmp(next) <= 0 {
+			if e.Hi.cmp(last.Hi) > 0 {
+				last.Hi = e.Hi
 			}
 			continue
 		}
-		merged = append(merged, sp)
+		merged = append(merged, e)
 	}
-	arena := make([]byte, 0, 2*size*len(merged))
-	out := make([]Elem, len(merged))
-	for i, sp := range merged {
-		arena = append(arena, sp.lo[:size]...)
-		lo := arena[len(arena)-size : len(arena) : len(arena)]
-		hi := lo
-		if sp.hi != sp.lo {
-			arena = append(arena, sp.hi[:size]...)
-			hi = arena[len(arena)-size : len(arena) : len(arena)]
-		}
-		out[i] = Elem{Lo: lo, Hi: hi}
+	return merged
+}
+
+// hostMask has the low h bits set (0 <= h <= 128).
+func hostMask(h int) Key {
+	switch {
+	case h <= 0:
+		return Key{}
+	case h < 64:
+		return Key{0, 1<<h - 1}
+	case h < 128:
+		return Key{1<<(h-64) - 1, ^uint64(0)}
 	}
-	return out
+	return Key{^uint64(0), ^uint64(0)}
 }
 
 // lastAddr is the highest address in p.
@@ -253,13 +288,13 @@ func lastAddr(p netip.Prefix) netip.Addr {
 func portElems(ports []uint16) []Elem {
 	out := make([]Elem, len(ports))
 	for i, p := range ports {
-		b := binaryutil.BigEndian.PutUint16(p)
-		out[i] = Elem{Lo: b, Hi: b}
+		k := Key{0, uint64(p)}
+		out[i] = Elem{Lo: k, Hi: k}
 	}
 	return out
 }
 
-func (e Elem) single() bool { return bytes.Equal(e.Lo, e.Hi) }
+func (e Elem) single() bool { return e.Lo == e.Hi }
 
 // Conntrack directions (enum ip_conntrack_dir), for ct original|reply keys.
 const (

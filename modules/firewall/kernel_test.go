@@ -140,7 +140,7 @@ func TestKernelDriftShowsInPlan(t *testing.T) {
 		{"table deleted", func(t *testing.T, _ *netnstest.NS, c *nftables.Conn) {
 			c.DelTable(&nftables.Table{Name: "dockward", Family: nftables.TableFamilyINet})
 			flush(t, c)
-		}, agent.Change{Action: "+", Target: "table inet dockward", New: "6 chains, 26 rules, 11 sets with 13 elements"}},
+		}, agent.Change{Action: "+", Target: "table inet dockward", New: "6 chains, 28 rules, 11 sets with 13 elements"}},
 		{"rule deleted", func(t *testing.T, _ *netnstest.NS, c *nftables.Conn) {
 			tbl := &nftables.Table{Name: "dockward", Family: nftables.TableFamilyINet}
 			ch := &nftables.Chain{Name: "forward", Table: tbl}
@@ -167,6 +167,13 @@ func TestKernelDriftShowsInPlan(t *testing.T) {
 			}
 			flush(t, c)
 		}, agent.Change{Action: "+", Target: "set inet dockward egress_app_0_v4net", New: "element 198.51.100.0/24"}},
+		{"address added by someone", func(t *testing.T, ns *netnstest.NS, _ *nftables.Conn) {
+			ns.Exec(t, "nft", "add element inet dockward egress_app_1_v4 { 192.0.2.99 }")
+		}, agent.Change{Action: "-", Target: "set inet dockward egress_app_1_v4", Old: "element 192.0.2.99"}},
+		{"set of concatenations added by someone", func(t *testing.T, ns *netnstest.NS, _ *nftables.Conn) {
+			// Keys of 20 bytes: read back as they are, not as numbers.
+			ns.Exec(t, "nft", "add set inet dockward extra { type ipv4_addr . ipv6_addr; elements = { 192.0.2.1 . 2001:db8::1 } }")
+		}, agent.Change{Action: "-", Target: "set inet dockward extra", Old: "type ipv4_addr . ipv6_addr; 1 elements"}},
 		{"rule inserted by someone", func(t *testing.T, ns *netnstest.NS, _ *nftables.Conn) {
 			ns.Exec(t, "nft", "insert", "rule", "inet", "dockward", "egress_app", "accept")
 		}, agent.Change{Action: "-", Target: "chain inet dockward egress_app", Old: "rule accept"}},

@@ -97,7 +97,10 @@ firewall {
   }
 }`},
 		// nft -f: ... chain input { type filter hook input priority filter - 10; policy accept;
-		//             ct state established,related accept; iifname "br-app" limit rate 10/minute burst 5 packets log prefix "dw: input_app " level warn; iifname "br-app" counter drop }
+		//             ct state established,related accept
+		//             iifname "br-app" meta nfproto ipv6 meta l4proto ipv6-icmp icmpv6 type nd-neighbor-solicit ip6 hoplimit 255 accept
+		//             iifname "br-app" meta nfproto ipv6 meta l4proto ipv6-icmp icmpv6 type nd-neighbor-advert ip6 hoplimit 255 accept
+		//             iifname "br-app" limit rate 10/minute burst 5 packets log prefix "dw: input_app " level warn; iifname "br-app" counter drop }
 		{"internal", `
 firewall {
   log_prefix = "dw: "

@@ -2,7 +2,6 @@ package firewall
 
 import (
 	"bytes"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"slices"
@@ -44,8 +43,9 @@ const (
 	elemsPerBatch = 1024
 )
 
-func (n *NFT) conn() (*nftables.Conn, error) {
+func (n *NFT) conn(extra ...nftables.ConnOption) (*nftables.Conn, error) {
 	opts := append(slices.Clone(n.opts), nftables.WithSockOptions(socketSetup))
+	opts = append(opts, extra...)
 	c, err := nftables.New(opts...)
 	if err != nil {
 		return nil, fmt.Errorf("open nftables netlink connection: %w", err)
@@ -161,47 +161,37 @@ func queue(c *nftables.Conn, rs *Ruleset) (*nftables.Table, error) {
 // interval set, each range [lo, hi] is a start element lo and an end
 // element hi+1 flagged interval-end (none when hi is the last address).
 func setElements(s *Set) ([]nftables.SetElement, error) {
-	var out []nftables.SetElement
+	size := int(s.Type.Bytes)
+	if size < 1 || size > 16 || len(s.Long) > 0 {
+		return nil, fmt.Errorf("set %s: keys of %d bytes are not supported", s.Name, s.Type.Bytes)
+	}
+	n := len(s.Elems)
+	if s.Interval {
+		n *= 2
+	}
+	out := make([]nftables.SetElement, 0, n)
+	arena := make([]byte, 0, n*size) // every key, in one allocation
+	key := func(k Key) []byte {
+		arena = k.appendBytes(arena, size)
+		return arena[len(arena)-size : len(arena) : len(arena)]
+	}
 	for _, e := range s.Elems {
-		if len(e.Lo) != int(s.Type.Bytes) || len(e.Hi) != int(s.Type.Bytes) {
-			return nil, fmt.Errorf("set %s: element of %d bytes in a set of %s", s.Name, len(e.Lo), s.Type.Name)
+		if !e.Lo.fits(size) || !e.Hi.fits(size) || e.Hi.cmp(e.Lo) < 0 {
+			return nil, fmt.Errorf("set %s: element %s does not fit a set of %s", s.Name, renderElem(s.Type, e), s.Type.Name)
 		}
 		if !s.Interval {
 			if !e.single() {
 				return nil, fmt.Errorf("set %s: range element in a set without flags interval", s.Name)
 			}
-			out = append(out, nftables.SetElement{Key: e.Lo})
+			out = append(out, nftables.SetElement{Key: key(e.Lo)})
 			continue
 		}
-		out = append(out, nftables.SetElement{Key: e.Lo})
-		if end, ok := increment(e.Hi); ok {
-			out = append(out, nftables.SetElement{Key: end, IntervalEnd: true})
+		out = append(out, nftables.SetElement{Key: key(e.Lo)})
+		if end, ok := e.Hi.add1(size); ok {
+			out = append(out, nftables.SetElement{Key: key(end), IntervalEnd: true})
 		}
 	}
 	return out, nil
-}
-
-// increment returns b+1 as a big-endian number, and false on overflow.
-func increment(b []byte) ([]byte, bool) {
-	out := slices.Clone(b)
-	for i := len(out) - 1; i >= 0; i-- {
-		out[i]++
-		if out[i] != 0 {
-			return out, true
-		}
-	}
-	return nil, false
-}
-
-func decrement(b []byte) []byte {
-	out := slices.Clone(b)
-	for i := len(out) - 1; i >= 0; i-- {
-		out[i]--
-		if out[i] != 0xff {
-			break
-		}
-	}
-	return out
 }
 
 // Read returns the live table, or nil when there is none.
@@ -253,10 +243,13 @@ type cachedRead struct {
 // read dumps the table: its sets with their elements, its chains with
 // their rules.
 func (n *NFT) read(nl *netlink.Conn, table string) (*Ruleset, error) {
-	c, err := n.conn()
+	// One socket for the library's three requests, not one each (in a
+	// test's namespace, each also costs a thread switching namespaces).
+	c, err := n.conn(nftables.AsLasting())
 	if err != nil {
 		return nil, err
 	}
+	defer func() { _ = c.CloseLasting() }()
 	t, err := c.ListTableOfFamily(table, nftables.TableFamilyINet)
 	if errors.Is(err, unix.ENOENT) {
 		return nil, nil
@@ -270,14 +263,14 @@ func (n *NFT) read(nl *netlink.Conn, table string) (*Ruleset, error) {
 		return nil, fmt.Errorf("read sets of table inet %s: %w", table, err)
 	}
 	for _, s := range sets {
-		elems, err := getElements(nl, table, s.Name)
+		elems, long, err := readElements(nl, table, s)
 		if err != nil {
 			return nil, fmt.Errorf("read elements of set %s in table inet %s: %w", s.Name, table, err)
 		}
 		rs.Sets = append(rs.Sets, &Set{
 			Name: s.Name, Type: s.KeyType, Interval: s.Interval,
 			Constant: s.Constant, Timeout: s.HasTimeout, Dynamic: s.Dynamic,
-			Elems: decodeElements(s, elems),
+			Elems: elems, Long: long,
 		})
 	}
 	chains, err := c.ListChainsOfTableFamily(nftables.TableFamilyINet)
@@ -297,96 +290,112 @@ func (n *NFT) read(nl *netlink.Conn, table string) (*Ruleset, error) {
 	return rs, nil
 }
 
-// decodeElements turns the kernel's elements back into ranges. The kernel
-// dumps interval sets in no useful order; sorted, every start is followed
-// by its end element, or by nothing when the range runs to the last
-// address. Anything else (someone's odd edit) still decodes to something
-// that differs from what we want, so it shows as drift.
-func decodeElements(s *nftables.Set, elems []rawElem) []Elem {
-	if !s.Interval {
-		return sortedSingles(elems)
+// rawElem is one element of an interval set as the kernel dumps it.
+type rawElem struct {
+	key Key
+	end bool // NFT_SET_ELEM_INTERVAL_END
+}
+
+// readElements dumps a set's elements and returns them as sorted Elems
+// (or, for keys over 16 bytes, as Long). Keys go from the dump's bytes
+// straight into one flat array of Elems: for 10,000 addresses, a slice per
+// key cost a no-op plan milliseconds.
+func readElements(nl *netlink.Conn, table string, s *nftables.Set) ([]Elem, [][]byte, error) {
+	size := int(s.KeyType.Bytes)
+	if size < 1 || size > 16 {
+		long, err := readLongElements(nl, table, s)
+		return nil, long, err
 	}
-	slices.SortFunc(elems, func(a, b rawElem) int {
-		if c := bytes.Compare(a.key, b.key); c != 0 {
-			return c
+	checkLen := func(key []byte) error {
+		if len(key) != size {
+			return fmt.Errorf("element key of %d bytes in a set of %d-byte keys", len(key), size)
 		}
-		// An end at k closes the range before a start at k opens one.
-		switch {
-		case a.end && !b.end:
-			return -1
-		case !a.end && b.end:
-			return 1
+		return nil
+	}
+	if !s.Interval {
+		// A hash set, dumped in hash order: sort the values.
+		var elems []Elem
+		err := getElements(nl, table, s.Name, func(n int) { elems = make([]Elem, 0, n) }, func(key []byte, _ bool) error {
+			if err := checkLen(key); err != nil {
+				return err
+			}
+			k := keyOf(key)
+			elems = append(elems, Elem{k, k})
+			return nil
+		})
+		if err != nil {
+			return nil, nil, err
 		}
-		return 0
+		radixSort(elems, func(e Elem) Key { return e.Lo })
+		return elems, nil, nil
+	}
+	var raw []rawElem
+	err := getElements(nl, table, s.Name, func(n int) { raw = make([]rawElem, 0, n) }, func(key []byte, end bool) error {
+		if err := checkLen(key); err != nil {
+			return err
+		}
+		raw = append(raw, rawElem{keyOf(key), end})
+		return nil
 	})
-	var out []Elem
-	var open []byte
-	last := bytes.Repeat([]byte{0xff}, int(s.KeyType.Bytes))
-	for _, e := range elems {
+	if err != nil {
+		return nil, nil, err
+	}
+	return decodeIntervals(raw, size), nil, nil
+}
+
+// decodeIntervals turns the elements of an interval set back into ranges.
+// The kernel dumps them in no useful order; sorted, every start is followed
+// by its end element, or by nothing when the range runs to the last key.
+// Anything else (someone's odd edit) still decodes to something that
+// differs from what we want, so it shows as drift.
+func decodeIntervals(raw []rawElem, size int) []Elem {
+	radixSort(raw, func(e rawElem) Key { return e.key })
+	// An end at k closes the range before a start at k opens one: in each
+	// run of equal keys, ends first.
+	for i := 0; i < len(raw); {
+		j, k := i, i
+		for ; j < len(raw) && raw[j].key == raw[i].key; j++ {
+			if raw[j].end {
+				raw[j], raw[k] = raw[k], raw[j]
+				k++
+			}
+		}
+		i = j
+	}
+	out := make([]Elem, 0, len(raw)/2+1)
+	var open Key
+	opened := false
+	for _, e := range raw {
 		switch {
-		case e.end && open != nil:
-			out = append(out, Elem{Lo: open, Hi: decrement(e.key)})
-			open = nil
+		case e.end && opened:
+			// open < e.key: an end at open's key sorts before it.
+			out = append(out, Elem{open, e.key.sub1()})
+			opened = false
 		case e.end:
 			// An end without a start: nft adds one at 0 for some sets;
 			// it matches nothing, so it changes nothing.
 		default:
-			if open != nil {
-				out = append(out, Elem{Lo: open, Hi: open})
+			if opened {
+				out = append(out, Elem{open, open})
 			}
-			open = e.key
+			open, opened = e.key, true
 		}
 	}
-	if open != nil {
-		out = append(out, Elem{Lo: open, Hi: last})
+	if opened {
+		out = append(out, Elem{open, maxKey(size)})
 	}
 	return out
 }
 
-// sortedSingles turns the elements of a set without intervals (dumped in
-// hash order) into sorted single-value Elems. Keys are sorted as pairs of
-// big-endian integers, which compare like the bytes and move no pointers:
-// sorting 10,000 Elems (two slices each) cost a no-op plan a third of its
-// time.
-func sortedSingles(elems []rawElem) []Elem {
-	type key struct{ hi, lo uint64 }
-	keys := make([]key, 0, len(elems))
-	size := 0
-	var odd []Elem // keys longer than 16 bytes: none of our types
-	for _, e := range elems {
-		if len(e.key) > 16 {
-			odd = append(odd, Elem{Lo: e.key, Hi: e.key})
-			continue
-		}
-		var b [16]byte
-		copy(b[:], e.key)
-		keys = append(keys, key{binary.BigEndian.Uint64(b[:8]), binary.BigEndian.Uint64(b[8:])})
-		size = max(size, len(e.key))
-	}
-	slices.SortFunc(keys, func(a, b key) int {
-		if c := cmpUint(a.hi, b.hi); c != 0 {
-			return c
-		}
-		return cmpUint(a.lo, b.lo)
+// readLongElements reads a set whose keys are longer than 16 bytes
+// (concatenations: never dockward's), each key as dumped (an interval's
+// end, NFTA_SET_ELEM_KEY_END, is left out), sorted.
+func readLongElements(nl *netlink.Conn, table string, s *nftables.Set) ([][]byte, error) {
+	var out [][]byte
+	err := getElements(nl, table, s.Name, func(int) {}, func(key []byte, _ bool) error {
+		out = append(out, key)
+		return nil
 	})
-	arena := make([]byte, len(keys)*16)
-	out := make([]Elem, 0, len(elems))
-	for i, k := range keys {
-		b := arena[i*16 : i*16+16]
-		binary.BigEndian.PutUint64(b[:8], k.hi)
-		binary.BigEndian.PutUint64(b[8:], k.lo)
-		out = append(out, Elem{Lo: b[:size:size], Hi: b[:size:size]})
-	}
-	slices.SortFunc(odd, func(a, b Elem) int { return bytes.Compare(a.Lo, b.Lo) })
-	return append(out, odd...)
-}
-
-func cmpUint(a, b uint64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
+	slices.SortFunc(out, bytes.Compare)
+	return out, err
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"sync"
 	"syscall"
 
 	"github.com/google/nftables"
@@ -243,23 +244,19 @@ func newExpr(name string) expr.Any {
 	return nil
 }
 
-// rawElem is one set element as the kernel dumps it.
-type rawElem struct {
-	key []byte
-	end bool // NFT_SET_ELEM_INTERVAL_END
-}
-
-// getElements dumps a set's elements. It walks the netlink attributes by
-// hand instead of through nftables.Conn.GetSetElements: a plan reads every
-// element of every set, and for 10,000 addresses the library's
+// getElements dumps a set's elements and calls fn with each one's key (which
+// points into the dump's buffers) and interval-end flag. It walks the netlink
+// attributes by hand instead of through nftables.Conn.GetSetElements: a plan
+// reads every element of every set, and for 10,000 addresses the library's
 // per-attribute decoders and allocations took most of a no-op plan's time.
-func getElements(c *netlink.Conn, table, set string) ([]rawElem, error) {
+// hint is called first with an upper bound of the number of elements.
+func getElements(c *netlink.Conn, table, set string, hint func(int), fn func(key []byte, end bool) error) error {
 	attrs, err := netlink.MarshalAttributes([]netlink.Attribute{
 		{Type: unix.NFTA_SET_ELEM_LIST_TABLE, Data: []byte(table + "\x00")},
 		{Type: unix.NFTA_SET_ELEM_LIST_SET, Data: []byte(set + "\x00")},
 	})
 	if err != nil {
-		return nil, err
+		return err
 	}
 	msgs, err := dump(c, netlink.Message{
 		Header: netlink.Header{
@@ -269,16 +266,16 @@ func getElements(c *netlink.Conn, table, set string) ([]rawElem, error) {
 		Data: append([]byte{byte(nftables.TableFamilyINet), unix.NFNETLINK_V0, 0, 0}, attrs...),
 	})
 	if err != nil {
-		return nil, err
+		return err
 	}
 	size := 0
 	for _, m := range msgs {
 		size += len(m.Data)
 	}
-	out := make([]rawElem, 0, size/16) // an element takes at least 16 bytes
+	hint(size / 16) // an element takes at least 16 bytes
 	for _, m := range msgs {
 		if len(m.Data) < 4 {
-			return nil, fmt.Errorf("short set element message (%d bytes)", len(m.Data))
+			return fmt.Errorf("short set element message (%d bytes)", len(m.Data))
 		}
 		err := walkAttrs(m.Data[4:], func(typ uint16, b []byte) error {
 			if typ != unix.NFTA_SET_ELEM_LIST_ELEMENTS {
@@ -288,19 +285,20 @@ func getElements(c *netlink.Conn, table, set string) ([]rawElem, error) {
 				if typ != unix.NFTA_LIST_ELEM {
 					return nil
 				}
-				var e rawElem
+				var key []byte
+				var end bool
 				err := walkAttrs(b, func(typ uint16, b []byte) error {
 					switch typ {
 					case unix.NFTA_SET_ELEM_KEY:
 						return walkAttrs(b, func(typ uint16, b []byte) error {
 							if typ == unix.NFTA_DATA_VALUE {
-								e.key = b
+								key = b
 							}
 							return nil
 						})
 					case unix.NFTA_SET_ELEM_FLAGS:
 						if len(b) == 4 {
-							e.end = binary.BigEndian.Uint32(b)&unix.NFT_SET_ELEM_INTERVAL_END != 0
+							end = binary.BigEndian.Uint32(b)&unix.NFT_SET_ELEM_INTERVAL_END != 0
 						}
 					}
 					return nil
@@ -308,15 +306,14 @@ func getElements(c *netlink.Conn, table, set string) ([]rawElem, error) {
 				if err != nil {
 					return err
 				}
-				out = append(out, e)
-				return nil
+				return fn(key, end)
 			})
 		})
 		if err != nil {
-			return nil, fmt.Errorf("decode elements of set %s: %w", set, err)
+			return fmt.Errorf("decode elements of set %s: %w", set, err)
 		}
 	}
-	return out, nil
+	return nil
 }
 
 // walkAttrs calls fn for each netlink attribute in b (type without the
@@ -344,6 +341,10 @@ func walkAttrs(b []byte, fn func(typ uint16, data []byte) error) error {
 // each round of a dump by the largest buffer recvmsg was called with on the
 // socket, up to 32 KiB (SKB_WITH_OVERHEAD(32768) in netlink_recvmsg).
 const dumpBuffer = 64 << 10
+
+// dumpBuffers holds the buffers dumps receive into (dumpBuffer bytes each):
+// a plan makes a dozen dumps, of a few hundred bytes to 32 KiB a round.
+var dumpBuffers = sync.Pool{New: func() any { b := make([]byte, dumpBuffer); return &b }}
 
 // dump sends a dump request and collects the reply. It reads the socket
 // itself rather than through netlink.Conn.Receive, which peeks with one
@@ -376,8 +377,10 @@ func dumpOnce(c *netlink.Conn, m netlink.Message) (_ []netlink.Message, interrup
 		return msgs, false, netlink.Validate(req, msgs)
 	}
 	var out []netlink.Message
+	bp := dumpBuffers.Get().(*[]byte)
+	defer dumpBuffers.Put(bp)
+	buf := *bp
 	for {
-		buf := make([]byte, dumpBuffer) // messages point into it: one per round
 		var n int
 		var rerr error
 		err := rc.Read(func(fd uintptr) bool {
@@ -390,7 +393,9 @@ func dumpOnce(c *netlink.Conn, m netlink.Message) (_ []netlink.Message, interrup
 		if err != nil {
 			return nil, false, fmt.Errorf("receive dump: %w", err)
 		}
-		raw, err := syscall.ParseNetlinkMessage(buf[:n])
+		// The messages returned point into their round's bytes: keep those
+		// (only as many as came), and read the next round into buf again.
+		raw, err := syscall.ParseNetlinkMessage(bytes.Clone(buf[:n]))
 		if err != nil {
 			return nil, false, fmt.Errorf("parse dump: %w", err)
 		}

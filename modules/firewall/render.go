@@ -30,10 +30,13 @@ func Render(rs *Ruleset) string {
 		for _, l := range setHeader(s) {
 			fmt.Fprintf(&b, "\t\t%s\n", l)
 		}
-		if len(s.Elems) > 0 {
-			elems := make([]string, len(s.Elems))
-			for i, e := range s.Elems {
-				elems[i] = renderElem(s.Type, e)
+		if len(s.Elems)+len(s.Long) > 0 {
+			elems := make([]string, 0, len(s.Elems)+len(s.Long))
+			for _, e := range s.Elems {
+				elems = append(elems, renderElem(s.Type, e))
+			}
+			for _, k := range s.Long {
+				elems = append(elems, renderLong(k))
 			}
 			if len(elems) <= 4 {
 				fmt.Fprintf(&b, "\t\telements = { %s }\n", strings.Join(elems, ", "))
@@ -131,14 +134,15 @@ func priorityName(p int32) string {
 	return strconv.Itoa(int(p))
 }
 
+// renderElem prints an element as nft does for the set's type.
 func renderElem(t nftables.SetDatatype, e Elem) string {
-	switch t.Name {
-	case nftables.TypeIPAddr.Name, nftables.TypeIP6Addr.Name:
-		lo, ok1 := netip.AddrFromSlice(e.Lo)
-		hi, ok2 := netip.AddrFromSlice(e.Hi)
-		if !ok1 || !ok2 {
-			break
-		}
+	size := int(t.Bytes)
+	if size < 1 || size > 16 {
+		size = 16
+	}
+	switch {
+	case (t.Name == nftables.TypeIPAddr.Name || t.Name == nftables.TypeIP6Addr.Name) && (size == 4 || size == 16):
+		lo, hi := keyAddr(e.Lo, size), keyAddr(e.Hi, size)
 		if lo == hi {
 			return lo.String()
 		}
@@ -146,20 +150,30 @@ func renderElem(t nftables.SetDatatype, e Elem) string {
 			return p.String()
 		}
 		return lo.String() + "-" + hi.String()
-	case nftables.TypeInetService.Name:
-		if len(e.Lo) != 2 || len(e.Hi) != 2 {
-			break
+	case t.Name == nftables.TypeInetService.Name && size == 2 && e.Lo.fits(2) && e.Hi.fits(2):
+		if e.single() {
+			return strconv.FormatUint(e.Lo.lo, 10)
 		}
-		lo, hi := binary.BigEndian.Uint16(e.Lo), binary.BigEndian.Uint16(e.Hi)
-		if lo == hi {
-			return strconv.Itoa(int(lo))
-		}
-		return fmt.Sprintf("%d-%d", lo, hi)
+		return fmt.Sprintf("%d-%d", e.Lo.lo, e.Hi.lo)
 	}
 	if e.single() {
-		return fmt.Sprintf("0x%x", e.Lo)
+		return fmt.Sprintf("0x%x", e.Lo.bytes(size))
 	}
-	return fmt.Sprintf("0x%x-0x%x", e.Lo, e.Hi)
+	return fmt.Sprintf("0x%x-0x%x", e.Lo.bytes(size), e.Hi.bytes(size))
+}
+
+// renderLong prints a key over 16 bytes (Set.Long).
+func renderLong(k []byte) string { return fmt.Sprintf("0x%x", k) }
+
+// keyAddr is the address a 4- or 16-byte key holds.
+func keyAddr(k Key, size int) netip.Addr {
+	if size == 4 {
+		v := uint32(k.lo)
+		return netip.AddrFrom4([4]byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)})
+	}
+	var b [16]byte
+	copy(b[:], k.bytes(16))
+	return netip.AddrFrom16(b)
 }
 
 // asPrefix reports whether [lo, hi] is exactly one CIDR prefix.
@@ -190,6 +204,9 @@ type operand struct {
 func RenderRule(r Rule) string {
 	regs := map[uint32]*operand{}
 	var parts []string
+	// The protocols matched so far: a payload load means a different
+	// field after meta nfproto ipv6, or after meta l4proto ipv6-icmp.
+	var nf, l4 byte
 	raw := func(e expr.Any) string {
 		v := reflect.ValueOf(e)
 		if v.Kind() == reflect.Pointer {
@@ -210,7 +227,7 @@ func RenderRule(r Rule) string {
 				parts = append(parts, raw(e))
 				continue
 			}
-			regs[e.DestRegister] = payloadOperand(e)
+			regs[e.DestRegister] = payloadOperand(e, nf, l4)
 		case *expr.Ct:
 			if e.SourceRegister {
 				parts = append(parts, raw(e))
@@ -231,6 +248,14 @@ func RenderRule(r Rule) string {
 				continue
 			}
 			parts = append(parts, renderCmp(op, e))
+			if e.Op == expr.CmpOpEq && len(e.Data) == 1 && op.mask == nil {
+				switch op.kind {
+				case "nfproto":
+					nf = e.Data[0]
+				case "l4proto":
+					l4 = e.Data[0]
+				}
+			}
 		case *expr.Lookup:
 			op := regs[e.SourceRegister]
 			if op == nil || e.IsDestRegSet {
@@ -275,10 +300,14 @@ func metaOperand(k expr.MetaKey) *operand {
 	return &operand{text: fmt.Sprintf("meta <key %d>", k), kind: "hex"}
 }
 
-func payloadOperand(p *expr.Payload) *operand {
+// payloadOperand names a payload field, given the protocols matched
+// before it (nfproto, l4proto: 0 when none).
+func payloadOperand(p *expr.Payload, nf, l4 byte) *operand {
 	switch p.Base {
 	case expr.PayloadBaseNetworkHeader:
 		switch {
+		case nf == unix.NFPROTO_IPV6 && p.Offset == 7 && p.Len == 1:
+			return &operand{text: "ip6 hoplimit", kind: "decimal"}
 		case p.Offset == 12 && p.Len == 4:
 			return &operand{text: "ip saddr", kind: "addr"}
 		case p.Offset == 16 && p.Len == 4:
@@ -291,6 +320,8 @@ func payloadOperand(p *expr.Payload) *operand {
 		return &operand{text: fmt.Sprintf("@nh,%d,%d", p.Offset*8, p.Len*8), kind: "hex"}
 	case expr.PayloadBaseTransportHeader:
 		switch {
+		case l4 == unix.IPPROTO_ICMPV6 && p.Offset == 0 && p.Len == 1:
+			return &operand{text: "icmpv6 type", kind: "icmpv6type"}
 		case p.Offset == 0 && p.Len == 2:
 			return &operand{text: "th sport", kind: "port"}
 		case p.Offset == 2 && p.Len == 2:
@@ -368,8 +399,28 @@ func renderValue(kind string, d []byte) string {
 		if len(d) == 2 {
 			return strconv.Itoa(int(binary.BigEndian.Uint16(d)))
 		}
+	case "decimal":
+		if len(d) == 1 {
+			return strconv.Itoa(int(d[0]))
+		}
+	case "icmpv6type":
+		if len(d) == 1 {
+			if name, ok := icmpv6Types[d[0]]; ok {
+				return name
+			}
+			return strconv.Itoa(int(d[0]))
+		}
 	}
 	return fmt.Sprintf("0x%x", d)
+}
+
+// icmpv6Types are nft's names for ICMPv6 types.
+var icmpv6Types = map[byte]string{
+	1: "destination-unreachable", 2: "packet-too-big", 3: "time-exceeded", 4: "parameter-problem",
+	128: "echo-request", 129: "echo-reply", 130: "mld-listener-query", 131: "mld-listener-report",
+	132: "mld-listener-done", ndRouterSolicit: "nd-router-solicit", 134: "nd-router-advert",
+	ndNeighborSolicit: "nd-neighbor-solicit", ndNeighborAdvert: "nd-neighbor-advert", 137: "nd-redirect",
+	138: "router-renumbering", 141: "ind-neighbor-solicit", 142: "ind-neighbor-advert", 143: "mld2-listener-report",
 }
 
 func ctStateNames(mask []byte) string {

@@ -224,7 +224,9 @@ type stream struct {
 func (s *scriptedDocker) Network(context.Context, string) (DockerNetwork, bool, error) {
 	return DockerNetwork{}, false, errors.New("not used")
 }
-func (s *scriptedDocker) CreateNetwork(context.Context, string, bool) error { return errors.New("not used") }
+func (s *scriptedDocker) CreateNetwork(context.Context, string, bool) error {
+	return errors.New("not used")
+}
 
 func (s *scriptedDocker) NetworkEvents(ctx context.Context, since time.Time) (<-chan NetworkEvent, <-chan error) {
 	s.mu.Lock()

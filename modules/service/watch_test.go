@@ -31,6 +31,18 @@ func (e *emitted) emit(r string) {
 	e.ch <- r
 }
 
+// drain forgets the events that arrive within d.
+func (e *emitted) drain(d time.Duration) {
+	end := time.After(d)
+	for {
+		select {
+		case <-e.ch:
+		case <-end:
+			return
+		}
+	}
+}
+
 // next waits (bounded) for the next event.
 func (e *emitted) next(t *testing.T, what string) string {
 	t.Helper()
@@ -200,4 +212,103 @@ func TestWatchNoBus(t *testing.T) {
 
 func fakeUnit(name, active, fileState string) fakesystemd.Unit {
 	return fakesystemd.Unit{Name: name, ActiveState: active, UnitFileState: fileState}
+}
+
+// Watch against the real systemd of a sandbox machine, from this host over
+// its system bus: restarts (dockward's and an operator's) are quiet; a
+// stop, a kill and a disable are reported. It also checks what the
+// journal's Written rule relies on: a restart moves both timestamps.
+func TestRealWatch(t *testing.T) {
+	m := realMachine(t)
+	b := realBlock(m)
+	mod := New(b)
+	t.Cleanup(mod.Close)
+	f := &fixture{t: t, m: mod, dir: t.TempDir()}
+	ev := newEmitted()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- mod.Watch(ctx, &agent.Env{StateDir: f.dir}, ev.emit) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("Watch: %v", err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Error("Watch did not return within 10s of its context ending")
+		}
+	})
+	ev.none(t, time.Second, "docker.service active and enabled")
+	run := func(args ...string) {
+		t.Helper()
+		m.MustRun(t, args...)
+	}
+	state := func() unitState {
+		t.Helper()
+		u, err := mod.sd.state(context.Background(), docker)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return u
+	}
+
+	t.Run("dockward's restart is quiet", func(t *testing.T) {
+		before := time.Now()
+		if _, _, err := f.apply(map[string][]agent.Change{"docker_daemon": changes("log-opts")}); err != nil {
+			t.Fatal(err)
+		}
+		ev.none(t, 2*time.Second, "after dockward restarted docker")
+		u := state()
+		if !u.InactiveExit.After(before) || !u.ActiveEnter.After(u.InactiveExit) {
+			t.Errorf("after a restart: InactiveExit %v, ActiveEnter %v, restart asked at %v", u.InactiveExit, u.ActiveEnter, before)
+		}
+		if !u.startedAfter(before) {
+			t.Error("startedAfter(the time the restart was asked) is false after the restart")
+		}
+	})
+	t.Run("an operator's restart is quiet", func(t *testing.T) {
+		run("systemctl", "restart", "docker.service")
+		ev.none(t, 2*time.Second, "after systemctl restart docker")
+	})
+	t.Run("stopped", func(t *testing.T) {
+		run("systemctl", "stop", "docker.service", "docker.socket")
+		if r := ev.next(t, "after systemctl stop docker"); !strings.Contains(r, "docker.service is inactive (dead), want running") {
+			t.Errorf("reason %q", r)
+		}
+		if _, _, err := f.apply(nil); err != nil {
+			t.Fatal(err)
+		}
+		ev.none(t, 2*time.Second, "after dockward started it again")
+	})
+	t.Run("killed", func(t *testing.T) {
+		// dockerd dies; systemd restarts it (Restart=always): a crash
+		// between two attempts is reported once, the recovery not at all.
+		run("systemctl", "kill", "-s", "KILL", "docker.service")
+		r := ev.next(t, "after dockerd was killed")
+		if !strings.Contains(r, "docker.service is ") {
+			t.Errorf("reason %q", r)
+		}
+		deadline := time.Now().Add(90 * time.Second)
+		for state().ActiveState != "active" {
+			if time.Now().After(deadline) {
+				t.Fatal("docker did not come back after the kill")
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+		ev.drain(2 * time.Second)
+	})
+	t.Run("disabled", func(t *testing.T) {
+		run("systemctl", "disable", "docker.service")
+		if r := ev.next(t, "after systemctl disable docker"); !strings.Contains(r, "is disabled, want enabled = true") {
+			t.Errorf("reason %q", r)
+		}
+		if _, _, err := f.apply(nil); err != nil {
+			t.Fatal(err)
+		}
+		if got := strings.TrimSpace(m.MustRun(t, "systemctl", "is-enabled", "docker.service")); got != "enabled" {
+			t.Errorf("after apply: %s", got)
+		}
+		ev.drain(time.Second) // the enable's own UnitFilesChanged finds it as wanted
+	})
 }

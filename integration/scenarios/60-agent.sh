@@ -1,0 +1,147 @@
+# shellcheck shell=bash
+# 60-agent: dockward.service, the resident agent, as the package installs it:
+# it starts and reports READY over sd_notify; with nobody running apply, it
+# corrects an edited daemon.json, a deleted nftables table and a removed
+# dockremap subuid line, and gives a Docker network declared in its
+# configuration its rules once the network is created; a docker restart of
+# its own sets off no further runs; SIGHUP with a bad configuration keeps
+# the running one; SIGTERM stops it cleanly.
+#
+# The unit is the installed one (the package's) or, where dockward is not
+# installed from the package (the sandbox machines), dist/dockward.service
+# from the tree, with the binary at /usr/bin/dockward as the unit expects.
+
+here=${1:?run by run.sh}
+conf=/etc/dockward/dockward.hcl
+added=()     # files this scenario put in place, removed at the end
+conf_backup= # the operator's configuration, put back at the end
+
+agent_log() { journalctl -q --no-pager -o cat -u dockward.service --after-cursor="$cursor" 2>/dev/null; }
+# wait_log SECS TEXT: poll the agent's journal since $cursor for TEXT.
+wait_log() { wait_for "$1" "journal: $2" bash -c 'journalctl -q --no-pager -o cat -u dockward.service --after-cursor="$0" | grep -qF -- "$1"' "$cursor" "$2"; }
+show() { systemctl show -p "$1" --value dockward.service; }
+stateless_table() { nft -s list table inet dockward 2>/dev/null; }
+
+cleanup() {
+	systemctl stop dockward.service 2>/dev/null
+	docker network rm later >/dev/null 2>&1
+	if [[ -n $conf_backup ]]; then mv -f "$conf_backup" "$conf"; else rm -f "$conf"; fi
+	local f
+	for f in "${added[@]}"; do rm -f "$f"; done
+	systemctl daemon-reload
+	systemctl reset-failed dockward.service 2>/dev/null
+	# Leave the host converged, as the next scenario expects.
+	"$DOCKWARD" apply >/dev/null 2>&1
+	wait_docker_active
+}
+trap cleanup EXIT
+
+converge
+wait_docker_active
+
+if ! systemctl cat dockward.service >/dev/null 2>&1; then
+	dist=
+	for d in "$here/dist" "$here/../../dist"; do [[ -f $d/dockward.service ]] && dist=$d && break; done
+	need "dist/dockward.service to install" test -n "$dist"
+	install -m 0644 "$dist/dockward.service" /etc/systemd/system/dockward.service
+	added+=(/etc/systemd/system/dockward.service)
+	systemctl daemon-reload
+fi
+if [[ ! -x /usr/bin/dockward ]]; then
+	install -m 0755 "$(command -v "$DOCKWARD")" /usr/bin/dockward
+	added+=(/usr/bin/dockward)
+fi
+mkdir -p /etc/dockward
+if [[ -e $conf ]]; then
+	conf_backup=$(mktemp /root/dockward.hcl.XXXXXX)
+	cp -p "$conf" "$conf_backup"
+fi
+install -m 0600 /dev/null "$conf"
+metrics=/var/lib/dockward/scenario-60.prom
+"$DOCKWARD" init | sed "s|metrics_textfile = \"\"|metrics_textfile = \"$metrics\"|" >"$conf"
+need "the scenario's configuration sets metrics_textfile" grep -q "metrics_textfile = \"$metrics\"" "$conf"
+added+=("$metrics")
+# runs: how many converges the agent has done (dockward_runs_total, all results).
+runs() { awk '/^dockward_runs_total/ { s += $2 } END { print s + 0 }' "$metrics" 2>/dev/null; }
+
+# --- READY
+cursor=$(journal_cursor)
+inv=$(invocation_id)
+check "systemctl start dockward.service returns (Type=notify: after READY=1)" timeout 150 systemctl start dockward.service
+expect_eq "$(show Type)" notify "dockward.service is Type=notify"
+expect_eq "$(show ActiveState)" active "dockward.service is active: it reported READY"
+expect_match "$(show StatusText)" '^last run [0-9:]+: converged$' "STATUS= says the start converge found nothing to do"
+expect_eq "$(invocation_id)" "$inv" "starting the agent on a converged host did not restart docker"
+pid=$(show MainPID)
+
+daemon_sum=$(checksums /etc/docker/daemon.json)
+subuid_sum=$(checksums /etc/subuid /etc/subgid)
+table=$(stateless_table)
+need "the firewall table exists" test -n "$table"
+
+# --- daemon.json edited by hand
+cursor=$(journal_cursor)
+set_json_string /etc/docker/daemon.json max-size 99m
+wait_for 30 "daemon.json corrected" bash -c '[[ $(sha256sum /etc/docker/daemon.json) == "$0" ]]' "$daemon_sum"
+expect_eq "$(checksums /etc/docker/daemon.json)" "$daemon_sum" "an edited daemon.json is put back by the agent"
+wait_log 120 "restart docker.service: verified"
+wait_docker_active
+expect_eq "$(docker_starts_since "$cursor")" 1 "docker restarted once for the corrected daemon.json"
+
+# --- the nftables table deleted
+cursor=$(journal_cursor)
+nft delete table inet dockward
+wait_for 30 "table inet dockward back" nft list table inet dockward
+expect_eq "$(stateless_table)" "$table" "a deleted table inet dockward is put back, rule for rule"
+expect_eq "$(docker_starts_since "$cursor")" 0 "the firewall's correction restarted nothing"
+
+# --- the dockremap subuid line removed
+cursor=$(journal_cursor)
+sed -i '/^dockremap:/d' /etc/subuid
+wait_for 30 "subuid line back" grep -q '^dockremap:' /etc/subuid
+expect_eq "$(checksums /etc/subuid /etc/subgid)" "$subuid_sum" "a removed dockremap subuid line is put back"
+wait_log 120 "restart docker.service: verified"
+wait_docker_active
+
+# --- no storm: its own writes and docker restarts set off no run, and
+# nothing runs while nothing changes
+sleep 5
+expect_eq "$(runs)" 4 "four runs in all (start, daemon.json, table, subuid): none for its own writes or docker restarts"
+expect_eq "$(docker_starts_since "$cursor")" 1 "docker restarted once for the subuid change"
+expect_eq "$(show MainPID)" "$pid" "the agent is the same process"
+
+# --- a declared network created later gets its rules (SIGHUP loads the config)
+cursor=$(journal_cursor)
+sed -i 's/^  network "isolated" {/  network "later" {\n    egress_allow {\n      proto = "tcp"\n      ports = [443]\n      to    = ["192.0.2.0\/24"]\n    }\n  }\n\n  network "isolated" {/' "$conf"
+need "the configuration with network later is valid" "$DOCKWARD" validate -c "$conf"
+systemctl reload dockward.service
+wait_log 30 "reload: configuration reloaded"
+wait_log 30 'docker network \"later\"'
+expect_contains "$(agent_log)" 'does not exist; create it, or set create = true' "the missing network is reported"
+docker network create later >/dev/null
+bridge=br-$(docker network inspect -f '{{.Id}}' later | cut -c1-12)
+wait_for 30 "rules for $bridge" bash -c 'nft list chain inet dockward forward | grep -q "$0"' "$bridge"
+expect_contains "$(nft list chain inet dockward forward)" "iifname \"$bridge\" jump egress_later" "the network created later gets its rules"
+expect_contains "$(agent_log)" "event: firewall (docker: network later: create)" "...from Docker's network event"
+
+# --- SIGHUP with a bad configuration keeps the running one
+cursor=$(journal_cursor)
+good=$(cat "$conf")
+echo 'docker_daemon {' >>"$conf"
+systemctl reload dockward.service
+wait_log 30 "keeping the running one"
+expect_contains "$(agent_log)" "keeping the running one" "a bad configuration on SIGHUP is reported and the old one kept"
+expect_match "$(agent_log)" "dockward.hcl:[0-9]+,[0-9]+-[0-9]+: " "the error names the place in the file"
+expect_eq "$(show ActiveState)" active "the agent still runs"
+nft delete table inet dockward
+wait_for 30 "table inet dockward back" nft list table inet dockward
+expect_contains "$(nft list chain inet dockward forward)" "jump egress_later" "it still corrects drift, with the configuration it kept"
+printf '%s\n' "$good" >"$conf"
+
+# --- SIGTERM stops it cleanly
+cursor=$(journal_cursor)
+check "systemctl stop dockward.service" timeout 150 systemctl stop dockward.service
+expect_eq "$(show ActiveState)" inactive "the agent stopped"
+expect_eq "$(show Result)" success "it exited cleanly on SIGTERM"
+expect_eq "$(show ExecMainStatus)" 0 "exit status 0"
+expect_contains "$(agent_log)" 'msg=stopping' "it logged its stop"
