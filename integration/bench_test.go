@@ -135,6 +135,9 @@ func (a *agent) reconfigure(b *testing.B, edit func(string) string) {
 	a.settle(b, runs+1)
 }
 
+// idleSettle is how long the agent is left alone before idle is measured.
+const idleSettle = 30 * time.Second
+
 // driftSamples is how many tamperings each drift benchmark makes.
 const driftSamples = 20
 
@@ -246,10 +249,21 @@ func (a *agent) idle(b *testing.B, d time.Duration) {
 		}
 		return n
 	}
+	// Quiet first: right after a run, Go's runtime still returns memory
+	// to the system and winds its monitor thread down.
+	time.Sleep(idleSettle)
 	runsBefore := a.runs()
 	s0 := switches()
-	time.Sleep(d)
-	s1 := switches()
+	// Sampled every 5 s, so that the log shows when the wake-ups come.
+	var steps []string
+	last := s0
+	for t := 5 * time.Second; t <= d; t += 5 * time.Second {
+		time.Sleep(5 * time.Second)
+		n := switches()
+		steps = append(steps, strconv.Itoa(n-last))
+		last = n
+	}
+	s1 := last
 	status := a.m.MustRun(b, "cat", "/proc/"+pid+"/status")
 	rss := 0
 	for _, l := range strings.Split(status, "\n") {
@@ -265,8 +279,9 @@ func (a *agent) idle(b *testing.B, d time.Duration) {
 	}
 	b.ReportMetric(float64(s1-s0), "wakeups/60s")
 	b.ReportMetric(float64(rss)/1024, "MB-RSS")
-	b.Logf("idle %s: %d context switches over %d threads, %d runs, VmRSS %d kB (WatchdogSec=%s)", d, s1-s0, threads,
-		a.runs()-runsBefore, rss, strings.TrimSpace(a.m.MustRun(b, "systemctl", "show", "-p", "WatchdogUSec", "--value", "dockward.service")))
+	b.Logf("idle %s after %s quiet: %d context switches over %d threads, %d runs, VmRSS %d kB (WatchdogSec=%s); per 5 s: %s", d, idleSettle, s1-s0, threads,
+		a.runs()-runsBefore, rss, strings.TrimSpace(a.m.MustRun(b, "systemctl", "show", "-p", "WatchdogUSec", "--value", "dockward.service")),
+		strings.Join(steps, " "))
 }
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
