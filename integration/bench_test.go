@@ -2,6 +2,7 @@ package integration
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -252,6 +253,7 @@ func (a *agent) idle(b *testing.B, d time.Duration) {
 	// Quiet first: right after a run, Go's runtime still returns memory
 	// to the system and winds its monitor thread down.
 	time.Sleep(idleSettle)
+	since := fmt.Sprintf("@%d", time.Now().Unix())
 	runsBefore := a.runs()
 	s0 := switches()
 	// Sampled every 5 s, so that the log shows when the wake-ups come.
@@ -276,6 +278,11 @@ func (a *agent) idle(b *testing.B, d time.Duration) {
 		if v, ok := strings.CutPrefix(l, "Threads:"); ok {
 			threads, _ = strconv.Atoi(strings.TrimSpace(v))
 		}
+	}
+	if n := a.runs() - runsBefore; n > 0 {
+		// Not idle after all: say what woke it.
+		out, _, _, _ := a.m.Run(context.Background(), "journalctl", "-u", "dockward.service", "--since", since, "--no-pager", "-o", "cat")
+		b.Logf("%d runs while idle; the agent's journal:\n%s", n, out)
 	}
 	b.ReportMetric(float64(s1-s0), "wakeups/60s")
 	b.ReportMetric(float64(rss)/1024, "MB-RSS")
