@@ -3,6 +3,7 @@ package daemonjson
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"os"
@@ -11,6 +12,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -60,6 +62,51 @@ type validator struct {
 	// Set by check: the binary found if it validates, else why not.
 	path string
 	skip string
+
+	// The resident agent validates the same candidates again and again
+	// (each correction of the same drift writes the same file), and two
+	// dockerd runs cost ~110 ms of a drift reaction. A binary's verdict
+	// depends only on the binary, the candidate and the flags, so both
+	// its version and the candidates it accepted are remembered per
+	// binary identity (device, inode, size, mtime): an upgrade of dockerd
+	// is a new identity and is asked again.
+	checked   binaryID
+	checkedOK bool
+	accepted  map[[sha256.Size]byte]bool
+}
+
+// binaryID identifies a dockerd binary on disk.
+type binaryID struct {
+	path              string
+	dev, ino, size    uint64
+	mtimeSec, mtimeNs int64
+}
+
+func identify(path string) (binaryID, bool) {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return binaryID{}, false
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok {
+		return binaryID{}, false
+	}
+	return binaryID{path: path, dev: uint64(st.Dev), ino: st.Ino, size: uint64(st.Size), mtimeSec: st.Mtim.Sec, mtimeNs: st.Mtim.Nsec}, true
+}
+
+// maxAccepted bounds the remembered verdicts (a few configurations at most).
+const maxAccepted = 32
+
+func (v *validator) verdictKey(candidate []byte, args []string) [sha256.Size]byte {
+	h := sha256.New()
+	fmt.Fprintf(h, "%+v\x00", v.checked)
+	for _, a := range args {
+		fmt.Fprintf(h, "%s\x00", a)
+	}
+	h.Write(candidate)
+	var k [sha256.Size]byte
+	copy(k[:], h.Sum(nil))
+	return k
 }
 
 // check finds dockerd and its version. A missing or old dockerd is not an
@@ -67,12 +114,17 @@ type validator struct {
 // not once per process: `dockward run` outlives package installs and
 // upgrades, and a write is rare enough for one `dockerd --version`.
 func (v *validator) check(ctx context.Context) {
-	v.path, v.skip = "", ""
 	p, err := exec.LookPath(v.bin)
 	if err != nil {
-		v.skip = fmt.Sprintf("%s not found", v.bin)
+		v.path, v.skip = "", fmt.Sprintf("%s not found", v.bin)
 		return
 	}
+	id, ok := identify(p)
+	if ok && v.checkedOK && id == v.checked {
+		return // same binary as last time: same version
+	}
+	v.path, v.skip = "", ""
+	v.checked, v.checkedOK, v.accepted = id, ok, nil
 	ctx, cancel := context.WithTimeout(ctx, validateTimeout)
 	defer cancel()
 	out, err := exec.CommandContext(ctx, p, "--version").CombinedOutput()
@@ -99,6 +151,10 @@ func (v *validator) validate(ctx context.Context, dir, path string, candidate []
 	if v.path == "" {
 		return v.skip, nil
 	}
+	key := v.verdictKey(candidate, validateArgs(args))
+	if v.checkedOK && v.accepted[key] {
+		return "", nil
+	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return "", fmt.Errorf("validate %s: %w", path, err)
 	}
@@ -123,6 +179,12 @@ func (v *validator) validate(ctx context.Context, dir, path string, candidate []
 	cmd.WaitDelay = time.Second
 	out, err := cmd.CombinedOutput()
 	if err == nil {
+		if v.checkedOK {
+			if v.accepted == nil || len(v.accepted) >= maxAccepted {
+				v.accepted = map[[sha256.Size]byte]bool{}
+			}
+			v.accepted[key] = true
+		}
 		return "", nil
 	}
 	var ee *exec.ExitError

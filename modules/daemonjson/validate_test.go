@@ -173,3 +173,48 @@ func TestValidateSkipped(t *testing.T) {
 		})
 	}
 }
+
+// The resident agent corrects the same drift with the same candidate again
+// and again: one binary's verdict is remembered, a new binary is asked anew.
+func TestValidatorRemembersVerdictsPerBinary(t *testing.T) {
+	dir := t.TempDir()
+	calls := filepath.Join(dir, "calls")
+	bin := filepath.Join(dir, "dockerd")
+	writeBin := func(version string) {
+		script := fmt.Sprintf("#!/bin/sh\necho \"$1\" >> %q\nif [ \"$1\" = --version ]; then echo %q; fi\nexit 0\n", calls, version)
+		tmp := bin + ".new"
+		if err := os.WriteFile(tmp, []byte(script), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(tmp, bin); err != nil { // a package upgrade: a new inode
+			t.Fatal(err)
+		}
+	}
+	writeBin("Docker version 26.1.5, build a")
+	v := &validator{bin: bin}
+	ctx := context.Background()
+	run := func(candidate string) {
+		t.Helper()
+		if skipped, err := v.validate(ctx, filepath.Join(dir, "state"), "/etc/docker/daemon.json", []byte(candidate), []string{"--debug"}); err != nil || skipped != "" {
+			t.Fatalf("validate: %q %v", skipped, err)
+		}
+	}
+	count := func() string {
+		b, _ := os.ReadFile(calls)
+		return strings.Join(strings.Fields(string(b)), " ")
+	}
+	run(`{"a":1}`)
+	run(`{"a":1}`)
+	if got := count(); got != "--version --validate" {
+		t.Fatalf("calls after the same candidate twice: %q", got)
+	}
+	run(`{"a":2}`)
+	if got := count(); got != "--version --validate --validate" {
+		t.Fatalf("calls after a new candidate: %q", got)
+	}
+	writeBin("Docker version 27.0.1, build b")
+	run(`{"a":1}`)
+	if got := count(); got != "--version --validate --validate --version --validate" {
+		t.Fatalf("calls after an upgrade: %q", got)
+	}
+}
