@@ -11,6 +11,20 @@
 # It only looks; it removes nothing. Run it when no other test is running:
 # another run's live machine counts as left behind.
 set -u
+
+# A machine whose test process has just exited may still be powering off
+# (SIGTERM from Pdeathsig takes about 2 s): what is still there after a
+# grace period is left behind, not what is on its way out.
+if [[ ${1:-} != --once ]]; then
+	for _ in 1 2 3 4 5 6 7 8 9 10; do
+		if "$0" --once >/dev/null 2>&1; then
+			"$0" --once
+			exit
+		fi
+		sleep 2
+	done
+	exec "$0" --once
+fi
 here=$(cd "$(dirname "$0")" && pwd)
 sandbox_dir=${TMPDIR:-/tmp}/dockward-sandbox
 cache=/var/cache/dockward-testbed
