@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/dockward/dockward/agent/agenttest"
 	"net"
 	"net/http"
 	"os"
@@ -45,53 +46,12 @@ firewall {
 
 var watchEnv = &agent.Env{}
 
-// events collects what Watch emits.
-type events struct {
-	ch chan string
-}
-
-func (e *events) emit(r string) { e.ch <- r }
-
-func (e *events) next(t *testing.T, what string) string {
+func runWatch(t *testing.T, m *Module) (*agenttest.Events, func() error) {
 	t.Helper()
-	select {
-	case r := <-e.ch:
-		return r
-	case <-time.After(10 * time.Second):
-		t.Fatalf("no event within 10s: %s", what)
-	}
-	return ""
-}
-
-// none checks that nothing is emitted for d (notifications are
-// asynchronous: quiet for a while is what "never" looks like).
-func (e *events) none(t *testing.T, d time.Duration, what string) {
-	t.Helper()
-	select {
-	case r := <-e.ch:
-		t.Errorf("%s: unexpected event %q", what, r)
-	case <-time.After(d):
-	}
-}
-
-// drain forgets what arrives within d (the echo of the test's own setup).
-func (e *events) drain(d time.Duration) {
-	end := time.After(d)
-	for {
-		select {
-		case <-e.ch:
-		case <-end:
-			return
-		}
-	}
-}
-
-func runWatch(t *testing.T, m *Module) (*events, func() error) {
-	t.Helper()
-	ev := &events{ch: make(chan string, 1000)}
+	ev := agenttest.NewEvents(1000)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- m.Watch(ctx, watchEnv, ev.emit) }()
+	go func() { done <- m.Watch(ctx, watchEnv, ev.Emit) }()
 	var once sync.Once
 	var result error
 	stop := func() error {
@@ -155,7 +115,7 @@ func TestWatchTableKernel(t *testing.T) {
 	for i := 0; ; i++ {
 		ns.Exec(t, "nft", "add", "chain", "inet", "dockward", fmt.Sprintf("probe%d", i))
 		select {
-		case r := <-ev.ch:
+		case r := <-ev.C:
 			if !strings.HasPrefix(r, "nftables: table inet dockward: chain added") {
 				t.Fatalf("probe: %q", r)
 			}
@@ -168,10 +128,10 @@ func TestWatchTableKernel(t *testing.T) {
 		break
 	}
 	converge() // our own replace is an event too: the run loop ignores it as its echo
-	if r := ev.next(t, "dockward's own replace"); !strings.HasPrefix(r, "nftables: table inet dockward: ") {
+	if r := ev.Next(t, "dockward's own replace"); !strings.HasPrefix(r, "nftables: table inet dockward: ") {
 		t.Errorf("replace: %q", r)
 	}
-	ev.drain(200 * time.Millisecond)
+	ev.Drain(200 * time.Millisecond)
 	// One transaction, one event: Replace deletes and re-adds every object.
 	// (drained above; checked by the tampering cases below, each one event)
 
@@ -191,16 +151,16 @@ func TestWatchTableKernel(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			ns.ExecStdin(t, tc.script+"\n", "nft", "-f", "-")
 			if tc.want == "" {
-				ev.none(t, 300*time.Millisecond, tc.name)
+				ev.None(t, 300*time.Millisecond, tc.name)
 				return
 			}
-			if r := ev.next(t, tc.name); !strings.HasPrefix(r, tc.want) {
+			if r := ev.Next(t, tc.name); !strings.HasPrefix(r, tc.want) {
 				t.Errorf("event %q, want %q...", r, tc.want)
 			}
 			// A whole transaction is one event, however many objects it touched.
-			ev.none(t, 200*time.Millisecond, tc.name+": second event for one transaction")
+			ev.None(t, 200*time.Millisecond, tc.name+": second event for one transaction")
 			converge()
-			ev.drain(200 * time.Millisecond)
+			ev.Drain(200 * time.Millisecond)
 		})
 	}
 	if err := stop(); err != nil {
@@ -259,14 +219,14 @@ func TestWatchNetworks(t *testing.T) {
 	now := time.Now().UnixNano() // after the stream opened: later than its since
 	s1.evs <- NetworkEvent{Name: "other", Action: "create", TimeNano: now + 1}
 	s1.evs <- NetworkEvent{Name: "later", Action: "create", TimeNano: now + 2}
-	if r := ev.next(t, "declared network created"); r != "docker: network later: create" {
+	if r := ev.Next(t, "declared network created"); r != "docker: network later: create" {
 		t.Errorf("event %q", r)
 	}
 	s1.evs <- NetworkEvent{Name: "isolated", Action: "destroy", TimeNano: now + 3}
-	if r := ev.next(t, "declared network destroyed"); r != "docker: network isolated: destroy" {
+	if r := ev.Next(t, "declared network destroyed"); r != "docker: network isolated: destroy" {
 		t.Errorf("event %q", r)
 	}
-	ev.none(t, 100*time.Millisecond, "an undeclared network")
+	ev.None(t, 100*time.Millisecond, "an undeclared network")
 
 	// dockerd restarts: the stream breaks, and the next one is asked for
 	// the events since the last one seen. Docker replays that one (its
@@ -286,7 +246,7 @@ func TestWatchNetworks(t *testing.T) {
 	}
 	s2.evs <- NetworkEvent{Name: "isolated", Action: "destroy", TimeNano: now + 3}
 	s2.evs <- NetworkEvent{Name: "isolated", Action: "create", TimeNano: now + 4}
-	if r := ev.next(t, "after reconnect"); r != "docker: network isolated: create" {
+	if r := ev.Next(t, "after reconnect"); r != "docker: network isolated: create" {
 		t.Errorf("event %q", r)
 	}
 }

@@ -3,8 +3,8 @@ package service
 import (
 	"context"
 	"errors"
+	"github.com/dockward/dockward/agent/agenttest"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -16,66 +16,16 @@ import (
 // and godbus's client ends as against systemd. The real systemd of a
 // sandbox machine is in TestRealWatch.
 
-type emitted struct {
-	mu      sync.Mutex
-	reasons []string
-	ch      chan string
-}
-
-func newEmitted() *emitted { return &emitted{ch: make(chan string, 100)} }
-
-func (e *emitted) emit(r string) {
-	e.mu.Lock()
-	e.reasons = append(e.reasons, r)
-	e.mu.Unlock()
-	e.ch <- r
-}
-
-// drain forgets the events that arrive within d.
-func (e *emitted) drain(d time.Duration) {
-	end := time.After(d)
-	for {
-		select {
-		case <-e.ch:
-		case <-end:
-			return
-		}
-	}
-}
-
-// next waits (bounded) for the next event.
-func (e *emitted) next(t *testing.T, what string) string {
-	t.Helper()
-	select {
-	case r := <-e.ch:
-		return r
-	case <-time.After(10 * time.Second):
-		t.Fatalf("no event within 10s: %s", what)
-	}
-	return ""
-}
-
-// none checks that no event arrives for a while: signals are asynchronous,
-// so quiet for d is as close to "never" as a test gets.
-func (e *emitted) none(t *testing.T, d time.Duration, what string) {
-	t.Helper()
-	select {
-	case r := <-e.ch:
-		t.Errorf("%s: unexpected event %q", what, r)
-	case <-time.After(d):
-	}
-}
-
 // startWatch runs the module's Watch until the test ends and waits until
 // it subscribed. It returns the events and Watch's result.
-func startWatch(t *testing.T, f *fixture) (*emitted, <-chan error) {
+func startWatch(t *testing.T, f *fixture) (*agenttest.Events, <-chan error) {
 	t.Helper()
-	ev := newEmitted()
+	ev := agenttest.NewEvents(100)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	finished := make(chan struct{})
 	go func() {
-		done <- f.m.Watch(ctx, &agent.Env{StateDir: f.dir}, ev.emit)
+		done <- f.m.Watch(ctx, &agent.Env{StateDir: f.dir}, ev.Emit)
 		close(finished)
 	}()
 	t.Cleanup(func() {
@@ -102,13 +52,13 @@ func startWatch(t *testing.T, f *fixture) (*emitted, <-chan error) {
 func TestWatchReportsAStoppedUnit(t *testing.T) {
 	f := overBus(t, testBlock(), activeDocker())
 	ev, _ := startWatch(t, f)
-	ev.none(t, 200*time.Millisecond, "unit as wanted")
+	ev.None(t, 200*time.Millisecond, "unit as wanted")
 
 	// Someone stops it (systemctl stop, elsewhere).
 	if _, e := f.sd.Job("stop", docker, nil); e != nil {
 		t.Fatal(e)
 	}
-	r := ev.next(t, "after docker.service stopped")
+	r := ev.Next(t, "after docker.service stopped")
 	if !strings.Contains(r, "docker.service is inactive (dead), want running") {
 		t.Errorf("reason = %q", r)
 	}
@@ -116,11 +66,11 @@ func TestWatchReportsAStoppedUnit(t *testing.T) {
 	if _, _, err := f.apply(nil); err != nil {
 		t.Fatal(err)
 	}
-	ev.none(t, 300*time.Millisecond, "after the start")
+	ev.None(t, 300*time.Millisecond, "after the start")
 
 	// A crash loop is drift too.
 	f.sd.SetUnitState(docker, "activating", "auto-restart")
-	if r := ev.next(t, "crash loop"); !strings.Contains(r, "activating (auto-restart)") {
+	if r := ev.Next(t, "crash loop"); !strings.Contains(r, "activating (auto-restart)") {
 		t.Errorf("reason = %q", r)
 	}
 }
@@ -131,7 +81,7 @@ func TestWatchReportsADisabledUnit(t *testing.T) {
 	if _, e := f.sd.EnableUnitFiles([]string{docker}, false); e != nil {
 		t.Fatal(e)
 	}
-	if r := ev.next(t, "after systemctl disable"); !strings.Contains(r, "unit files changed: docker.service is disabled, want enabled = true") {
+	if r := ev.Next(t, "after systemctl disable"); !strings.Contains(r, "unit files changed: docker.service is disabled, want enabled = true") {
 		t.Errorf("reason = %q", r)
 	}
 }
@@ -151,7 +101,7 @@ func TestWatchQuietDuringRestart(t *testing.T) {
 			t.Fatalf("%d restarts, want %d", n, i+1)
 		}
 	}
-	ev.none(t, 300*time.Millisecond, "three restarts")
+	ev.None(t, 300*time.Millisecond, "three restarts")
 }
 
 func TestWatchStoppedStateWanted(t *testing.T) {
@@ -159,11 +109,11 @@ func TestWatchStoppedStateWanted(t *testing.T) {
 	f := overBus(t, testBlock(func(b *Block) { b.State = StateStopped; b.Enabled = &no }),
 		fakeUnit(docker, "inactive", "disabled"))
 	ev, _ := startWatch(t, f)
-	ev.none(t, 200*time.Millisecond, "unit stopped as wanted")
+	ev.None(t, 200*time.Millisecond, "unit stopped as wanted")
 	if _, e := f.sd.Job("start", docker, nil); e != nil {
 		t.Fatal(e)
 	}
-	if r := ev.next(t, "after someone started it"); !strings.Contains(r, "want stopped") {
+	if r := ev.Next(t, "after someone started it"); !strings.Contains(r, "want stopped") {
 		t.Errorf("reason = %q", r)
 	}
 }
@@ -172,7 +122,7 @@ func TestWatchStoppedStateWanted(t *testing.T) {
 func TestWatchReportsDriftFoundAtStart(t *testing.T) {
 	f := overBus(t, testBlock(), fakeUnit(docker, "failed", "enabled"))
 	ev, _ := startWatch(t, f)
-	if r := ev.next(t, "at start"); !strings.Contains(r, "docker.service is failed") {
+	if r := ev.Next(t, "at start"); !strings.Contains(r, "docker.service is failed") {
 		t.Errorf("reason = %q", r)
 	}
 }
@@ -224,10 +174,10 @@ func TestRealWatch(t *testing.T) {
 	mod := New(b)
 	t.Cleanup(mod.Close)
 	f := &fixture{t: t, m: mod, dir: t.TempDir()}
-	ev := newEmitted()
+	ev := agenttest.NewEvents(100)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- mod.Watch(ctx, &agent.Env{StateDir: f.dir}, ev.emit) }()
+	go func() { done <- mod.Watch(ctx, &agent.Env{StateDir: f.dir}, ev.Emit) }()
 	t.Cleanup(func() {
 		cancel()
 		select {
@@ -239,7 +189,7 @@ func TestRealWatch(t *testing.T) {
 			t.Error("Watch did not return within 10s of its context ending")
 		}
 	})
-	ev.none(t, time.Second, "docker.service active and enabled")
+	ev.None(t, time.Second, "docker.service active and enabled")
 	run := func(args ...string) {
 		t.Helper()
 		m.MustRun(t, args...)
@@ -258,7 +208,7 @@ func TestRealWatch(t *testing.T) {
 		if _, _, err := f.apply(map[string][]agent.Change{"docker_daemon": changes("log-opts")}); err != nil {
 			t.Fatal(err)
 		}
-		ev.none(t, 2*time.Second, "after dockward restarted docker")
+		ev.None(t, 2*time.Second, "after dockward restarted docker")
 		u := state()
 		if !u.InactiveExit.After(before) || !u.ActiveEnter.After(u.InactiveExit) {
 			t.Errorf("after a restart: InactiveExit %v, ActiveEnter %v, restart asked at %v", u.InactiveExit, u.ActiveEnter, before)
@@ -269,23 +219,23 @@ func TestRealWatch(t *testing.T) {
 	})
 	t.Run("an operator's restart is quiet", func(t *testing.T) {
 		run("systemctl", "restart", "docker.service")
-		ev.none(t, 2*time.Second, "after systemctl restart docker")
+		ev.None(t, 2*time.Second, "after systemctl restart docker")
 	})
 	t.Run("stopped", func(t *testing.T) {
 		run("systemctl", "stop", "docker.service", "docker.socket")
-		if r := ev.next(t, "after systemctl stop docker"); !strings.Contains(r, "docker.service is inactive (dead), want running") {
+		if r := ev.Next(t, "after systemctl stop docker"); !strings.Contains(r, "docker.service is inactive (dead), want running") {
 			t.Errorf("reason %q", r)
 		}
 		if _, _, err := f.apply(nil); err != nil {
 			t.Fatal(err)
 		}
-		ev.none(t, 2*time.Second, "after dockward started it again")
+		ev.None(t, 2*time.Second, "after dockward started it again")
 	})
 	t.Run("killed", func(t *testing.T) {
 		// dockerd dies; systemd restarts it (Restart=always): a crash
 		// between two attempts is reported once, the recovery not at all.
 		run("systemctl", "kill", "-s", "KILL", "docker.service")
-		r := ev.next(t, "after dockerd was killed")
+		r := ev.Next(t, "after dockerd was killed")
 		if !strings.Contains(r, "docker.service is ") {
 			t.Errorf("reason %q", r)
 		}
@@ -296,11 +246,11 @@ func TestRealWatch(t *testing.T) {
 			}
 			time.Sleep(200 * time.Millisecond)
 		}
-		ev.drain(2 * time.Second)
+		ev.Drain(2 * time.Second)
 	})
 	t.Run("disabled", func(t *testing.T) {
 		run("systemctl", "disable", "docker.service")
-		if r := ev.next(t, "after systemctl disable docker"); !strings.Contains(r, "is disabled, want enabled = true") {
+		if r := ev.Next(t, "after systemctl disable docker"); !strings.Contains(r, "is disabled, want enabled = true") {
 			t.Errorf("reason %q", r)
 		}
 		if _, _, err := f.apply(nil); err != nil {
@@ -309,6 +259,6 @@ func TestRealWatch(t *testing.T) {
 		if got := strings.TrimSpace(m.MustRun(t, "systemctl", "is-enabled", "docker.service")); got != "enabled" {
 			t.Errorf("after apply: %s", got)
 		}
-		ev.drain(time.Second) // the enable's own UnitFilesChanged finds it as wanted
+		ev.Drain(time.Second) // the enable's own UnitFilesChanged finds it as wanted
 	})
 }
