@@ -603,3 +603,29 @@ func TestBusUnavailable(t *testing.T) {
 		c.Close()
 	})
 }
+
+// A restart already under way (a killed dockward run's, an operator's) is
+// let finish before ours: replacing it mid-way kills dockerd as it starts
+// and fails both jobs (seen in scenario 53).
+func TestQueuedJobIsLetFinishFirst(t *testing.T) {
+	each(t, func(t *testing.T, tr transport) {
+		f := tr.make(t, testBlock(), activeDocker())
+		f.sd.SetJobDelay(300 * time.Millisecond)
+		if _, err := f.sd.Job("restart", docker, nil); err != nil {
+			t.Fatal(err)
+		}
+		if f.sd.Unit(docker).JobID == 0 {
+			t.Fatal("the fake shows no queued job")
+		}
+		up := map[string][]agent.Change{"docker_daemon": changes("log-opts")}
+		if _, _, err := f.apply(up); err != nil {
+			t.Fatal(err)
+		}
+		if got := f.sd.Unit(docker).ActiveState; got != "active" {
+			t.Fatalf("unit %s after apply", got)
+		}
+		if n := f.sd.Count("RestartUnit", docker); n != 2 {
+			t.Errorf("RestartUnit calls = %d, want 2 (the queued one and ours, after it)", n)
+		}
+	})
+}

@@ -343,6 +343,12 @@ func (m *Module) bounce(ctx context.Context, env *agent.Env, log *logrus.Entry, 
 func (m *Module) runVerified(ctx context.Context, log *logrus.Entry, kind jobKind) error {
 	unit := m.b.Unit
 	deadline := time.Now().Add(m.b.Timeout)
+	// A job already queued on the unit (the restart a killed dockward run
+	// started, an operator's systemctl) is let finish first: replacing it
+	// mid-way kills dockerd in the middle of its start and fails both jobs.
+	if err := m.waitIdle(ctx, log, deadline); err != nil {
+		return m.failure(ctx, fmt.Errorf("%s %s: %w", kind, unit, err))
+	}
 	if kind != jobReload {
 		// docker.service allows 3 starts in 60 s (StartLimitBurst): a start
 		// after a failed one must not be refused with start-limit-hit.

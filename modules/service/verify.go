@@ -46,6 +46,27 @@ func (m *Module) waitActive(ctx context.Context, deadline time.Time) (unitState,
 	}
 }
 
+// waitIdle waits until no job is queued on the unit, or the deadline.
+func (m *Module) waitIdle(ctx context.Context, log interface{ Infof(string, ...any) }, deadline time.Time) error {
+	t := time.Now()
+	defer func() { m.waited += time.Since(t) }()
+	for attempt := 0; ; attempt++ {
+		u, err := m.sd.state(ctx, m.b.Unit)
+		if err != nil {
+			return err
+		}
+		if u.JobID == 0 {
+			return nil
+		}
+		if attempt == 0 {
+			log.Infof("%s has job %d queued (another run's or an operator's); waiting for it to finish", m.b.Unit, u.JobID)
+		}
+		if err := sleepUntil(ctx, deadline, pollInterval(attempt)); err != nil {
+			return fmt.Errorf("job %d queued on %s did not finish within %s: %w", u.JobID, m.b.Unit, m.b.Timeout, err)
+		}
+	}
+}
+
 // sleepUntil waits d, or returns ErrTimeout when deadline comes first, or
 // ctx's error.
 func sleepUntil(ctx context.Context, deadline time.Time, d time.Duration) error {
