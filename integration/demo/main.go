@@ -173,7 +173,8 @@ func (d *demo) story(boot time.Duration) {
 const agentUnit = "dist/dockward.service"
 
 // agent shows `dockward run` under systemd correcting drift with nobody
-// running apply: a hand edit of daemon.json, a removed subuid line.
+// running apply: a hand edit of daemon.json, a removed subuid line, a
+// deleted firewall table.
 func (d *demo) agent() {
 	unit, err := os.ReadFile(agentUnit)
 	if err != nil {
@@ -194,18 +195,13 @@ func (d *demo) agent() {
 	d.step("start the agent", 0, "systemctl", "start", "dockward.service")
 	d.show("", "systemctl", "show", "-p", "ActiveState", "-p", "StatusText", "dockward.service")
 
-	// dockward run sends READY before its watches are armed, so an edit in
-	// the first few hundred milliseconds goes unseen until the backstop
-	// interval (reported to the lead); until that is fixed, let it settle.
-	time.Sleep(time.Second)
-
 	fmt.Println("\n   Someone edits daemon.json again (max-size \"500m\"); nobody runs apply:")
 	d.watchFix(`sed -E -i 's/("max-size"[[:space:]]*:[[:space:]]*)"[^"]*"/\1"500m"/' /etc/docker/daemon.json`,
 		`grep -q '"max-size": *"10m"' /etc/docker/daemon.json`, "daemon.json back at max-size 10m")
 	fmt.Println("\n   Someone removes the dockremap line from /etc/subuid:")
 	d.watchFix(`sed -i '/^dockremap:/d' /etc/subuid`, `grep -q '^dockremap:' /etc/subuid`, "the dockremap range back in /etc/subuid")
-	// The deleted nftables table is not in the demo yet: the firewall module
-	// has no watcher (nftables monitor) so far.
+	fmt.Println("\n   Someone deletes dockward's firewall table (nft delete table inet dockward):")
+	d.watchFix(`nft delete table inet dockward`, `nft list chain inet dockward forward >/dev/null 2>&1`, "the firewall table back, rule for rule")
 	d.show("\n   what the agent logged:", "sh", "-c",
 		"journalctl -u dockward.service -o cat --no-pager | grep -e 'converged' | tail -n 4")
 	d.quiet("systemctl", "stop", "dockward.service")
