@@ -39,9 +39,6 @@ func NewJournal(stateDir string) *Journal {
 	return &Journal{path: filepath.Join(stateDir, "restart-owed.json")}
 }
 
-// Path is the journal file.
-func (j *Journal) Path() string { return j.path }
-
 func (j *Journal) load() (map[string]*Owed, error) {
 	b, err := os.ReadFile(j.path)
 	if errors.Is(err, fs.ErrNotExist) {

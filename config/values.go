@@ -192,9 +192,6 @@ var userNameRE = regexp.MustCompile(`^[a-z_][a-z0-9_-]{0,30}\$?$`)
 // accepts by default (NAME_REGEX of shadow-utils, 32 bytes at most).
 func ValidUserName(s string) bool { return userNameRE.MatchString(s) }
 
-// Attrs is a body's attributes by name, from hcl.BodyContent.
-type Attrs = hcl.Attributes
-
 // MergeRange returns the range covering a block's type and labels, used for
 // errors about the block as a whole.
 func MergeRange(b *hcl.Block) hcl.Range {
