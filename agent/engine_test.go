@@ -5,18 +5,15 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"os"
 	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
+	"github.com/dockward/dockward/agent/agenttest"
 	"github.com/google/go-cmp/cmp"
 	"github.com/sirupsen/logrus"
 )
-
-var update = flag.Bool("update", false, "rewrite golden files")
 
 // fakeModule converges a value: Plan reports a change while have != want.
 type fakeModule struct {
@@ -349,34 +346,14 @@ func TestPlanTextGolden(t *testing.T) {
 	if err := WriteText(&buf, rep); err != nil {
 		t.Fatal(err)
 	}
-	golden(t, "plan.golden", buf.String())
+	agenttest.Golden(t, "testdata/plan.golden", buf.String())
 
 	rep.Command = "apply"
 	rep.Modules[2].Status = StatusRolledBack
 	rep.Modules[2].Error = "rolled back: docker.service did not become active within 90s"
 	buf.Reset()
 	_ = WriteText(&buf, rep)
-	golden(t, "apply-rolledback.golden", buf.String())
-}
-
-func golden(t *testing.T, name, got string) {
-	t.Helper()
-	path := filepath.Join("testdata", name)
-	if *update {
-		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run go test -update to create it)", err)
-	}
-	if diff := cmp.Diff(string(want), got); diff != "" {
-		t.Errorf("%s mismatch (-want +got):\n%s", name, diff)
-	}
-	if strings.Contains(got, "%!") {
-		t.Errorf("formatting error in output:\n%s", got)
-	}
+	agenttest.Golden(t, "testdata/apply-rolledback.golden", buf.String())
 }
 
 func TestOnlyIsStrictForTheCommandLine(t *testing.T) {

@@ -3,19 +3,17 @@ package config_test
 import (
 	"bytes"
 	"encoding/json"
-	"flag"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/dockward/dockward/agent/agenttest"
 	"github.com/dockward/dockward/config"
 	"github.com/dockward/dockward/modules"
 	"github.com/google/go-cmp/cmp"
 	"github.com/hashicorp/hcl/v2"
 )
-
-var update = flag.Bool("update", false, "rewrite golden files")
 
 func decode(t testing.TB, src string) (*config.File, hcl.Diagnostics) {
 	t.Helper()
@@ -117,12 +115,12 @@ func TestDiagnosticsGolden(t *testing.T) {
 	if err := config.WriteDiagnostics(&text, f.Files, diags, false); err != nil {
 		t.Fatal(err)
 	}
-	golden(t, "invalid.text.golden", text.String())
+	agenttest.Golden(t, "testdata/invalid.text.golden", text.String())
 	var js bytes.Buffer
 	if err := config.WriteJSON(&js, diags); err != nil {
 		t.Fatal(err)
 	}
-	golden(t, "invalid.json.golden", js.String())
+	agenttest.Golden(t, "testdata/invalid.json.golden", js.String())
 	var v struct {
 		FormatVersion string `json:"format_version"`
 		Valid         *bool  `json:"valid"`
@@ -213,21 +211,4 @@ func FuzzDecode(f *testing.F) {
 			}
 		}
 	})
-}
-
-func golden(t *testing.T, name, got string) {
-	t.Helper()
-	path := filepath.Join("testdata", name)
-	if *update {
-		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run go test -update to create it)", err)
-	}
-	if diff := cmp.Diff(string(want), got); diff != "" {
-		t.Errorf("%s mismatch (-want +got):\n%s", name, diff)
-	}
 }

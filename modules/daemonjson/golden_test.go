@@ -2,7 +2,6 @@ package daemonjson
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -10,10 +9,8 @@ import (
 	"testing"
 
 	"github.com/dockward/dockward/agent"
-	"github.com/google/go-cmp/cmp"
+	"github.com/dockward/dockward/agent/agenttest"
 )
-
-var update = flag.Bool("update", false, "rewrite testdata/*.golden from the current output")
 
 // TestPlanGolden plans each case in testdata/plan/NAME (config.hcl, and
 // optionally daemon.json and owned.json) on a temporary root and compares
@@ -39,20 +36,7 @@ func TestPlanGolden(t *testing.T) {
 				writeFile(t, filepath.Join(stateDir(env.StateDir), ownedFile), string(data))
 			}
 			got := renderPlan(b.Module(), env)
-			golden := filepath.Join("testdata/plan", name+".golden")
-			if *update {
-				if err := os.WriteFile(golden, []byte(got), 0o644); err != nil {
-					t.Fatal(err)
-				}
-				return
-			}
-			want, err := os.ReadFile(golden)
-			if err != nil {
-				t.Fatalf("%v (run go test -update to create it)", err)
-			}
-			if diff := cmp.Diff(string(want), got); diff != "" {
-				t.Errorf("%s mismatch (-want +got):\n%s", golden, diff)
-			}
+			agenttest.Golden(t, filepath.Join("testdata/plan", name+".golden"), got)
 		})
 	}
 }

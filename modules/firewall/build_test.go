@@ -1,41 +1,19 @@
 package firewall
 
 import (
-	"flag"
 	"fmt"
 	"net/netip"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/dockward/dockward/agent/agenttest"
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/nftables"
 	"github.com/google/nftables/binaryutil"
 	"github.com/google/nftables/expr"
 	"golang.org/x/sys/unix"
 )
-
-var update = flag.Bool("update", false, "rewrite golden files in testdata/")
-
-// golden compares got with testdata/name, or rewrites it with -update.
-func golden(t *testing.T, name, got string) {
-	t.Helper()
-	path := filepath.Join("testdata", name)
-	if *update {
-		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("read golden file (run with -update to create it): %v", err)
-	}
-	if d := cmp.Diff(string(want), got); d != "" {
-		t.Errorf("%s differs (-want +got; -update rewrites it):\n%s", path, d)
-	}
-}
 
 const exampleHCL = `
 firewall {
@@ -209,7 +187,7 @@ firewall {
 			if err != nil {
 				t.Fatal(err)
 			}
-			golden(t, tt.name, Render(rs))
+			agenttest.Golden(t, filepath.Join("testdata", tt.name), Render(rs))
 		})
 	}
 }

@@ -3,9 +3,11 @@ package firewall
 import (
 	"fmt"
 	"net/netip"
+	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/dockward/dockward/agent/agenttest"
 	"github.com/google/nftables"
 	"github.com/mdlayher/netlink"
 	"golang.org/x/sys/unix"
@@ -134,7 +136,7 @@ firewall {
 			}
 			b.WriteString("#   EOF\n\n")
 			b.WriteString(dumpMsgs(rec.msgs))
-			golden(t, "netlink/"+tt.name+".golden", b.String())
+			agenttest.Golden(t, filepath.Join("testdata", "netlink", tt.name+".golden"), b.String())
 		})
 	}
 }
