@@ -70,28 +70,14 @@ func Build(b *Block, bridges map[string]string) (*Ruleset, error) {
 		}
 		forward.Rules = append(forward.Rules, Rule{Exprs: concat(iifname(br, false), oifname(br, false), []expr.Any{accept})})
 		if out {
-			c := &Chain{Name: "egress_" + n.Name}
-			if !n.Internal {
-				for i, a := range n.Egress {
-					sets, rules := allowRules(fmt.Sprintf("egress_%s_%d", n.Name, i), a, false)
-					rs.Sets = append(rs.Sets, sets...)
-					c.Rules = append(c.Rules, rules...)
-				}
-			}
-			c.Rules = append(c.Rules, dropRules(b.LogPrefix, c.Name)...)
+			c, sets := allowChain("egress", n.Name, n.Internal, n.Egress, false, b.LogPrefix)
+			rs.Sets = append(rs.Sets, sets...)
 			regular = append(regular, c)
 			forward.Rules = append(forward.Rules, Rule{Exprs: concat(iifname(br, false), []expr.Any{jump(c.Name)})})
 		}
 		if in {
-			c := &Chain{Name: "ingress_" + n.Name}
-			if !n.Internal {
-				for i, a := range n.Ingress {
-					sets, rules := allowRules(fmt.Sprintf("ingress_%s_%d", n.Name, i), a, true)
-					rs.Sets = append(rs.Sets, sets...)
-					c.Rules = append(c.Rules, rules...)
-				}
-			}
-			c.Rules = append(c.Rules, dropRules(b.LogPrefix, c.Name)...)
+			c, sets := allowChain("ingress", n.Name, n.Internal, n.Ingress, true, b.LogPrefix)
+			rs.Sets = append(rs.Sets, sets...)
 			regular = append(regular, c)
 			forward.Rules = append(forward.Rules, Rule{Exprs: concat(oifname(br, false), []expr.Any{jump(c.Name)})})
 		}
@@ -126,6 +112,23 @@ func baseChain(name string, hook *nftables.ChainHook) *Chain {
 // addresses several times faster than that, which is most of a plan's time.
 // peerIsSource is true for ingress (match the source; ports are the
 // published ports before DNAT).
+// allowChain builds a network's egress or ingress chain: its allow rules
+// (none for an internal network, which allows nothing), then the counted
+// drop. It returns the sets the rules use.
+func allowChain(dir, network string, internal bool, allows []*Allow, peerIsSource bool, logPrefix string) (*Chain, []*Set) {
+	c := &Chain{Name: dir + "_" + network}
+	var sets []*Set
+	if !internal {
+		for i, a := range allows {
+			ss, rules := allowRules(fmt.Sprintf("%s_%s_%d", dir, network, i), a, peerIsSource)
+			sets = append(sets, ss...)
+			c.Rules = append(c.Rules, rules...)
+		}
+	}
+	c.Rules = append(c.Rules, dropRules(logPrefix, c.Name)...)
+	return c, sets
+}
+
 func allowRules(prefix string, a *Allow, peerIsSource bool) ([]*Set, []Rule) {
 	var addrSets, portSets []*Set
 	var portSet string
