@@ -393,43 +393,36 @@ func ctyJSON(v cty.Value) (json.RawMessage, error) {
 		}
 		return json.RawMessage("false"), nil
 	case t.IsObjectType() || t.IsMapType():
-		var buf bytes.Buffer
-		buf.WriteByte('{')
-		i := 0
-		for it := v.ElementIterator(); it.Next(); i++ {
-			k, ev := it.Element()
-			val, err := ctyJSON(ev)
-			if err != nil {
-				return nil, err
-			}
-			if i > 0 {
-				buf.WriteByte(',')
-			}
-			buf.Write(jsonString(k.AsString()))
-			buf.WriteByte(':')
-			buf.Write(val)
-		}
-		buf.WriteByte('}')
-		return buf.Bytes(), nil
+		return ctyJSONElems(v, '{', '}', true)
 	case t.IsTupleType() || t.IsListType() || t.IsSetType():
-		var buf bytes.Buffer
-		buf.WriteByte('[')
-		i := 0
-		for it := v.ElementIterator(); it.Next(); i++ {
-			_, ev := it.Element()
-			val, err := ctyJSON(ev)
-			if err != nil {
-				return nil, err
-			}
-			if i > 0 {
-				buf.WriteByte(',')
-			}
-			buf.Write(val)
-		}
-		buf.WriteByte(']')
-		return buf.Bytes(), nil
+		return ctyJSONElems(v, '[', ']', false)
 	}
 	return nil, fmt.Errorf("a %s cannot be written to daemon.json", t.FriendlyName())
+}
+
+// ctyJSONElems writes a collection's elements between open and close,
+// each prefixed by its key when keyed (an object).
+func ctyJSONElems(v cty.Value, open, close byte, keyed bool) (json.RawMessage, error) {
+	var buf bytes.Buffer
+	buf.WriteByte(open)
+	i := 0
+	for it := v.ElementIterator(); it.Next(); i++ {
+		k, ev := it.Element()
+		val, err := ctyJSON(ev)
+		if err != nil {
+			return nil, err
+		}
+		if i > 0 {
+			buf.WriteByte(',')
+		}
+		if keyed {
+			buf.Write(jsonString(k.AsString()))
+			buf.WriteByte(':')
+		}
+		buf.Write(val)
+	}
+	buf.WriteByte(close)
+	return buf.Bytes(), nil
 }
 
 // numberText writes an HCL number the way a person would: 3, 0.5, 1e+30
