@@ -215,17 +215,25 @@ func Mirror() (string, error) {
 	return "", fmt.Errorf("no Debian mirror (a URI ending in /debian) in /etc/apt/sources.list.d/*.sources or sources.list; set DOCKWARD_TESTBED_MIRROR")
 }
 
-func deb822URIs(path string) []string {
+// fileLines returns a file's lines; an unreadable file has none.
+func fileLines(path string) []string {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil
 	}
 	defer f.Close()
-	var out []string
+	var lines []string
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
-		line := strings.TrimSpace(sc.Text())
-		if k, v, ok := strings.Cut(line, ":"); ok && strings.EqualFold(strings.TrimSpace(k), "URIs") {
+		lines = append(lines, sc.Text())
+	}
+	return lines
+}
+
+func deb822URIs(path string) []string {
+	var out []string
+	for _, line := range fileLines(path) {
+		if k, v, ok := strings.Cut(strings.TrimSpace(line), ":"); ok && strings.EqualFold(strings.TrimSpace(k), "URIs") {
 			out = append(out, strings.Fields(v)...)
 		}
 	}
@@ -233,15 +241,9 @@ func deb822URIs(path string) []string {
 }
 
 func oneLineURIs(path string) []string {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil
-	}
-	defer f.Close()
 	var out []string
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		fs := strings.Fields(sc.Text())
+	for _, line := range fileLines(path) {
+		fs := strings.Fields(line)
 		if len(fs) < 3 || fs[0] != "deb" {
 			continue
 		}
