@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"sync/atomic"
 	"time"
 
 	"github.com/sirupsen/logrus"
@@ -27,12 +28,16 @@ type Engine struct {
 	Only map[string]bool
 }
 
+// runs numbers the engine's runs (Env.Run).
+var runs atomic.Uint64
+
 func (e *Engine) env(applying bool) *Env {
 	log := e.Log
 	if log == nil {
 		log = logrus.StandardLogger()
 	}
 	return &Env{
+		Run:      runs.Add(1),
 		Root:     e.Root,
 		StateDir: e.StateDir,
 		Log:      logrus.NewEntry(log),

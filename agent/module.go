@@ -117,6 +117,10 @@ func (e *RolledBackError) Unwrap() error { return e.Err }
 
 // Env is what the engine hands every module for one run.
 type Env struct {
+	// Run numbers the engine's runs in this process (1, 2, ...), so that a
+	// module can tell a second Plan in the same run from a new run. Zero
+	// means unnumbered (an Env made outside the engine).
+	Run uint64
 	// Root is --root: file modules work under it; "" means the live system.
 	Root string
 	// StateDir is the absolute state directory, already joined with Root.

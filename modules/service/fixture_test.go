@@ -89,9 +89,12 @@ func (f *fixture) withPing(b *Block) {
 	}
 }
 
+// fixtureRuns numbers the fixture's runs, as the engine numbers its own.
+var fixtureRuns atomic.Uint64
+
 // env is one run's environment, as the engine makes it.
 func (f *fixture) env(upstream map[string][]agent.Change, applying bool) *agent.Env {
-	env := &agent.Env{StateDir: f.dir, Journal: agent.NewJournal(f.dir), Upstream: upstream, Applying: applying}
+	env := &agent.Env{Run: fixtureRuns.Add(1), StateDir: f.dir, Journal: agent.NewJournal(f.dir), Upstream: upstream, Applying: applying}
 	env.RollbackUpstream = func(ctx context.Context, ids []string) error {
 		f.rollbacks = append(f.rollbacks, ids)
 		if f.onRollback != nil {

@@ -277,12 +277,11 @@ func (m *Module) Apply(ctx context.Context, env *agent.Env, plan *agent.Plan) er
 	return err
 }
 
-// runKey identifies one run. The engine hands each module a copy of the
-// run's Env, but they share the run's Journal, which it makes afresh for
-// every run; an Env without a journal is its own run.
+// runKey identifies one run: the engine's run number; an unnumbered Env
+// (made outside the engine) is its own run.
 func runKey(env *agent.Env) any {
-	if env.Journal != nil {
-		return env.Journal
+	if env.Run != 0 {
+		return env.Run
 	}
 	return env
 }
