@@ -74,6 +74,11 @@ for d in "$sandbox_dir"/dw-*; do
 	leak "directory $d of a stopped machine (removed by the next sandbox boot, or rm -rf it)"
 done
 
+# The machines' own cgroups (integration/sandbox/cgroup.go).
+for cg in /sys/fs/cgroup/dockward-sandbox-* /sys/fs/cgroup/*/dockward-sandbox-*; do
+	[[ -d $cg ]] && leak "cgroup $cg"
+done
+
 if [[ -d $here/netnstest/cmd/netnstest-check ]]; then
 	(cd "$here/.." && go run ./integration/netnstest/cmd/netnstest-check) || leaks=$((leaks + 1))
 fi

@@ -58,6 +58,7 @@ type Options struct {
 
 // Machine is one booted sandbox machine.
 type Machine struct {
+	cgroups []string // the machine's own cgroups (see cgroup.go)
 	name    string
 	dir     string
 	logPath string
@@ -196,6 +197,7 @@ func Boot(ctx context.Context, opts Options) (m *Machine, err error) {
 const startScript = `set -e
 lower=$1 upper=$2 work=$3 merged=$4
 shift 4
+for cg in $DW_CGROUPS; do echo $$ >"$cg/cgroup.procs"; done
 if ! mount -t overlay overlay -o "lowerdir=$lower,upperdir=$upper,workdir=$work" "$merged"; then
 	echo "sandbox: overlayfs unavailable, copying the tree" >&2
 	cp -a "$lower/." "$merged/"
@@ -205,6 +207,7 @@ exec "$@"
 `
 
 func (m *Machine) startNspawn(lower, upper, work, merged, docker string) error {
+	m.cgroups = machineCgroups(m.name)
 	lf, err := os.Create(m.logPath)
 	if err != nil {
 		return fmt.Errorf("create console log: %w", err)
@@ -227,7 +230,7 @@ func (m *Machine) startNspawn(lower, upper, work, merged, docker string) error {
 		defer lf.Close()
 		cmd := exec.Command("/bin/sh", args...)
 		cmd.Stdout, cmd.Stderr = lf, lf
-		cmd.Env = append(cleanEnv(), "SYSTEMD_NSPAWN_UNIFIED_HIERARCHY=1")
+		cmd.Env = append(cleanEnv(), "SYSTEMD_NSPAWN_UNIFIED_HIERARCHY=1", "DW_CGROUPS="+strings.Join(m.cgroups, " "))
 		cmd.SysProcAttr = &syscall.SysProcAttr{
 			Unshareflags: syscall.CLONE_NEWNS, // the overlay mount dies with nspawn
 			Setpgid:      true,                // a ^C to the test is not a ^C to the machine
@@ -479,6 +482,9 @@ func (m *Machine) Close() error {
 			if startTime(m.pid) == m.pidStart {
 				errs = append(errs, fmt.Errorf("PID 1 (%d) of machine %s still running", m.pid, m.name))
 			}
+		}
+		if err := removeCgroups(m.cgroups); err != nil {
+			errs = append(errs, fmt.Errorf("remove cgroups of machine %s: %w", m.name, err))
 		}
 		if err := os.RemoveAll(m.dir); err != nil {
 			errs = append(errs, fmt.Errorf("remove machine dir %s: %w", m.dir, err))
