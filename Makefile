@@ -1,7 +1,13 @@
 # dockward: build, test, demo, bench, lint. See README.md.
 GO      ?= go
-VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
-LDFLAGS := -s -w -X main.version=$(VERSION)
+# dist/version.sh: 0.2.0 on a tag, 0.2.0+git<commit time>.<hash> after it,
+# 0.0.0~git<commit time>.<hash> before the first; dpkg sorts them in commit order.
+VERSION ?= $(shell dist/version.sh 2>/dev/null || echo 0.0.0~dev)
+# The commit, for `dockward version` (the toolchain's own VCS stamp is not
+# there in every checkout: git worktrees, GOFLAGS=-buildvcs=false).
+COMMIT      ?= $(shell git rev-parse HEAD 2>/dev/null)
+COMMIT_TIME ?= $(shell TZ=UTC git log -1 --format=%cd --date=format-local:%Y-%m-%dT%H:%M:%SZ 2>/dev/null)
+LDFLAGS := -s -w -X main.version=$(VERSION) -X main.commit=$(COMMIT) -X main.commitTime=$(COMMIT_TIME)
 PKGS    := ./...
 
 .PHONY: build test unit lint bench demo acceptance-vagrant vagrant-validate clean
@@ -32,7 +38,7 @@ lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet $(PKGS)
 	$(GO) tool staticcheck $(PKGS)
-	@if command -v shellcheck >/dev/null; then shellcheck -x -s bash integration/*.sh integration/scenarios/*.sh; else echo "lint: shellcheck not installed, shell scripts not checked"; fi
+	@if command -v shellcheck >/dev/null; then shellcheck -x -s bash integration/*.sh integration/scenarios/*.sh dist/*.sh; else echo "lint: shellcheck not installed, shell scripts not checked"; fi
 
 bench: build
 	$(GO) test -run '^$$' -bench . -benchmem -count=1 $(PKGS)
@@ -52,9 +58,12 @@ vagrant-validate:
 clean:
 	rm -rf bin
 
-# A .deb with the binary, the units and the default config (nfpm, run at a
-# pinned version without adding it to go.mod).
+# A .deb with the binary, the units, the default config and the shell
+# completions the binary generates (nfpm, run at a pinned version without
+# adding it to go.mod).
 NFPM := github.com/goreleaser/nfpm/v2/cmd/nfpm@v2.45.2
 package: build
-	mkdir -p dist/out
-	DOCKWARD_VERSION=$$(echo $(VERSION) | sed 's/^v//; s/^\([^0-9]\)/0.0.0~\1/') $(GO) run $(NFPM) package -f dist/nfpm.yaml -p deb -t dist/out/
+	mkdir -p dist/out/completions
+	bin/dockward completion bash >dist/out/completions/dockward.bash
+	bin/dockward completion zsh >dist/out/completions/_dockward
+	DOCKWARD_VERSION='$(VERSION)' $(GO) run $(NFPM) package -f dist/nfpm.yaml -p deb -t dist/out/

@@ -7,8 +7,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -25,34 +23,6 @@ import (
 	"golang.org/x/term"
 )
 
-// version is set at build time with -ldflags "-X main.version=...".
-var version = "dev"
-
-const usage = `dockward: keep a Docker host hardened, as an HCL file declares.
-
-Usage:
-  dockward validate [-c FILE] [--format text|json]   0 valid, 1 invalid
-  dockward plan     [-c FILE] [--format text|json]   0 nothing to do, 2 changes pending, 1 error
-  dockward apply    [-c FILE] [--format text|json]   0 nothing changed, 2 changed, 4 failed,
-                                                     6 changed and failed, 1 config or usage error
-  dockward run      [-c FILE]                        converge now, then on events and on an interval
-
-plan and apply take --only ID[,ID...] to work on some modules only (first boot
-applies files before docker's first start: --only subordinate_ids.dockremap,docker_daemon).
-  dockward audit    [--format text|json]             read-only checks of the live host and its
-                                                     containers: 0 all pass, 4 any fail
-  dockward init                                      print the embedded default configuration
-  dockward version
-
-Global flags (before or after the command):
-  --root DIR          work on the files under DIR (an image, a test tree); modules that
-                      touch the live system (D-Bus, netlink, dockerd) are skipped
-  --log-format text|json
-  --log-level  debug|info|warn|error
-
--c defaults to /etc/dockward/dockward.hcl, or the embedded default when it does not exist.
-`
-
 type globals struct {
 	root      string
 	logFormat string
@@ -62,45 +32,17 @@ type globals struct {
 	only      string
 }
 
-func (g *globals) register(fs *flag.FlagSet, cmd bool) {
-	fs.StringVar(&g.root, "root", g.root, "work under `DIR` instead of /")
-	fs.StringVar(&g.logFormat, "log-format", g.logFormat, "log format: text or json")
-	fs.StringVar(&g.logLevel, "log-level", g.logLevel, "log level: debug, info, warn, error")
-	if cmd {
-		fs.StringVar(&g.config, "c", g.config, "configuration `FILE` (default /etc/dockward/dockward.hcl)")
-		fs.StringVar(&g.format, "format", g.format, "output format: text or json")
-		fs.StringVar(&g.only, "only", g.only, "comma-separated module `IDS` to plan or apply (default all), e.g. docker_daemon,subordinate_ids.dockremap")
-	}
-}
-
 func main() {
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 
 func run(args []string, stdout, stderr io.Writer) int {
 	g := &globals{logFormat: "text", logLevel: "info", format: "text"}
-	top := flag.NewFlagSet("dockward", flag.ContinueOnError)
-	top.SetOutput(stderr)
-	top.Usage = func() { fmt.Fprint(stderr, usage) }
-	g.register(top, false)
-	if err := top.Parse(args); err != nil {
-		return exitUsage(err)
+	cmd, operands, code, ok := parseArgs(g, args, stdout, stderr)
+	if !ok {
+		return code
 	}
-	if top.NArg() == 0 {
-		fmt.Fprint(stderr, usage)
-		return agent.ExitUsage
-	}
-	cmdName, rest := top.Arg(0), top.Args()[1:]
-	fs := flag.NewFlagSet("dockward "+cmdName, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	g.register(fs, true)
-	if err := fs.Parse(rest); err != nil {
-		return exitUsage(err)
-	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "dockward %s: unexpected argument %q\n", cmdName, fs.Arg(0))
-		return agent.ExitUsage
-	}
+	cmdName := cmd.name
 	if g.format != "text" && g.format != "json" {
 		fmt.Fprintf(stderr, "dockward: --format must be text or json, not %q\n", g.format)
 		return agent.ExitUsage
@@ -124,8 +66,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 
 	switch cmdName {
 	case "version":
-		fmt.Fprintf(stdout, "dockward %s\n", version)
-		return agent.ExitOK
+		return printVersion(g.format, stdout)
 	case "init":
 		_, _ = stdout.Write(config.Default)
 		return agent.ExitOK
@@ -147,17 +88,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 	case "audit":
 		return runAudit(ctx, g, log, stdout, stderr)
 	case "help":
-		fmt.Fprint(stdout, usage)
-		return agent.ExitOK
+		return runHelp(operands, stdout, stderr)
+	case "completion":
+		return runCompletion(operands, stdout, stderr)
 	}
-	fmt.Fprintf(stderr, "dockward: unknown command %q\n\n%s", cmdName, usage)
-	return agent.ExitUsage
-}
-
-func exitUsage(err error) int {
-	if errors.Is(err, flag.ErrHelp) {
-		return agent.ExitOK
-	}
+	// commands.go lists a command main.go does not run (a test prevents it).
+	fmt.Fprintf(stderr, "dockward: command %q is not implemented\n", cmdName)
 	return agent.ExitUsage
 }
 

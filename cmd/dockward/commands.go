@@ -1,0 +1,196 @@
+package main
+
+// The command table: the one place that says which commands exist, what
+// each takes and what its exit codes mean. The flag sets, the top-level
+// usage, `dockward help COMMAND` and the shell completion scripts are all
+// generated from it, and tests hold README.md's command-line block and
+// main.go's dispatch to it.
+
+import "slices"
+
+// flagSpec is one flag. Every flag takes a value; Go's flag package accepts
+// it as -name, --name, -name=value and --name=value.
+type flagSpec struct {
+	name   string   // without dashes
+	meta   string   // the value's placeholder in synopses: FILE, DIR, text|json
+	usage  string   // one line for help
+	values []string // enumerated values, for completion (and meta when set)
+	files  bool     // complete file names
+	dirs   bool     // complete directory names
+	bind   func(g *globals) *string
+}
+
+// dashed is how help and completion spell the flag: -c, but --format.
+func (f *flagSpec) dashed() string {
+	if len(f.name) == 1 {
+		return "-" + f.name
+	}
+	return "--" + f.name
+}
+
+// globalFlags work before or after any command.
+var globalFlags = []*flagSpec{
+	{name: "root", meta: "DIR", dirs: true, bind: func(g *globals) *string { return &g.root },
+		usage: "work on the files under DIR (an image, a test tree); modules that touch the live system are skipped"},
+	{name: "log-format", values: []string{"text", "json"}, bind: func(g *globals) *string { return &g.logFormat },
+		usage: "log format on stderr (default text)"},
+	{name: "log-level", values: []string{"debug", "info", "warn", "error"}, bind: func(g *globals) *string { return &g.logLevel },
+		usage: "least severe log level shown (default info)"},
+}
+
+// Flags that commands take; each command names the ones it takes.
+var (
+	flagConfig = &flagSpec{name: "c", meta: "FILE", files: true, bind: func(g *globals) *string { return &g.config },
+		usage: "configuration file (default /etc/dockward/dockward.hcl, or the embedded default when it does not exist)"}
+	flagFormat = &flagSpec{name: "format", values: []string{"text", "json"}, bind: func(g *globals) *string { return &g.format },
+		usage: "output format on stdout (default text)"}
+	flagOnly = &flagSpec{name: "only", meta: "ID,...", bind: func(g *globals) *string { return &g.only },
+		usage: "only these modules (default all), e.g. docker_daemon,subordinate_ids.dockremap"}
+)
+
+// exitCode is one documented exit status of a command.
+type exitCode struct {
+	code    int
+	meaning string
+}
+
+// Exit statuses most commands share (agent.Exit*).
+var (
+	exitDone  = exitCode{0, "done"}
+	exitUsage = exitCode{1, "usage error"}
+)
+
+type command struct {
+	name     string
+	group    string
+	operands string   // after the flags in the synopsis: COMMAND, bash|zsh
+	values   []string // the operand's values, for completion
+	valueIs  string   // what the operand is, for zsh's completion listing
+	summary  string   // one line for the command list
+	text     string   // help: what it does, in a paragraph
+	flags    []*flagSpec
+	exits    []exitCode
+	example  string
+}
+
+// groups are the headings of the top-level usage, in order.
+var groups = []string{"Configuration", "Converging the host", "Inspecting the host", "This program"}
+
+// commands is in the order the usage lists them.
+var commands = []*command{
+	{
+		name: "validate", group: "Configuration",
+		summary: "check the configuration and report every error",
+		text: "Decode the configuration and report every error at once, each with file:line:col.\n" +
+			"The file must be owned by root and not group- or world-writable. Touches nothing.\n" +
+			"--format json prints {\"format_version\":\"1\",\"valid\":...,\"diagnostics\":[...]}.",
+		flags:   []*flagSpec{flagConfig, flagFormat},
+		exits:   []exitCode{{0, "valid"}, {1, "invalid"}},
+		example: "dockward validate -c /etc/dockward/dockward.hcl",
+	},
+	{
+		name: "init", group: "Configuration",
+		summary: "print the embedded default configuration",
+		text: "Print the embedded default configuration, the one used when\n" +
+			"/etc/dockward/dockward.hcl does not exist: a starting point to edit.",
+		exits:   []exitCode{exitDone, exitUsage},
+		example: "dockward init > /etc/dockward/dockward.hcl",
+	},
+	{
+		name: "plan", group: "Converging the host",
+		summary: "show what apply would change; changes nothing",
+		text: "Read the host and show, module by module, the changes apply would make.\n" +
+			"Changes nothing. --format json prints the run report.",
+		flags:   []*flagSpec{flagConfig, flagFormat, flagOnly},
+		exits:   []exitCode{{0, "nothing to do"}, {2, "changes pending"}, {1, "configuration, usage or planning error"}},
+		example: "dockward plan --only docker_daemon",
+	},
+	{
+		name: "apply", group: "Converging the host",
+		summary: "bring the host to the declared state, once",
+		text: "Make the changes plan shows, in module order; restart docker once when its files\n" +
+			"changed, verify it and roll back when it does not come back. Leaves the run report\n" +
+			"in STATE_DIR/last-report.json. First boot applies the files before docker's first\n" +
+			"start: --only subordinate_ids.dockremap,docker_daemon.",
+		flags: []*flagSpec{flagConfig, flagFormat, flagOnly},
+		exits: []exitCode{{0, "nothing changed"}, {2, "changed"}, {4, "failed"},
+			{6, "changed and failed"}, {1, "configuration or usage error"}},
+		example: "dockward apply --format json",
+	},
+	{
+		name: "run", group: "Converging the host",
+		summary: "the resident agent: converge now, then on events and an interval",
+		text: "The resident agent (dockward.service): converge now, then on drift events and every\n" +
+			"agent.interval. SIGHUP re-reads the configuration and keeps the running one when the\n" +
+			"new one is bad; SIGTERM lets the run in flight finish.",
+		flags:   []*flagSpec{flagConfig},
+		exits:   []exitCode{{0, "stopped by SIGTERM or SIGINT"}, {4, "the agent failed"}, {1, "configuration or usage error"}},
+		example: "dockward run --log-format json",
+	},
+	{
+		name: "audit", group: "Inspecting the host",
+		summary: "read-only checks of the live host and its containers",
+		text: "Check the live host without changing anything: dockerd's settings (userns-remap,\n" +
+			"live-restore, log driver), the remap user's subordinate ids, and each running\n" +
+			"container (privileged, host namespaces, Docker socket mounts, capabilities, log caps).\n" +
+			"-c names the configuration whose remap user is checked (dockremap without one).",
+		flags:   []*flagSpec{flagConfig, flagFormat},
+		exits:   []exitCode{{0, "all checks pass"}, {4, "a check fails"}, {1, "usage error"}},
+		example: "dockward audit --format json",
+	},
+	{
+		name: "help", group: "This program", operands: "[COMMAND]",
+		summary: "describe a command: its flags, exit codes and an example",
+		text:    "Describe COMMAND, or list the commands.",
+		exits:   []exitCode{exitDone, exitUsage},
+		example: "dockward help apply",
+	},
+	{
+		name: "completion", group: "This program", operands: "bash|zsh", values: []string{"bash", "zsh"}, valueIs: "shell",
+		summary: "print the shell completion script for bash or zsh",
+		text: "Print a completion script for commands, flags and flag values. The .deb installs\n" +
+			"both; to load one by hand:\n" +
+			"  bash: source <(dockward completion bash)\n" +
+			"  zsh:  dockward completion zsh > \"${fpath[1]}/_dockward\"",
+		exits:   []exitCode{exitDone, exitUsage},
+		example: "dockward completion bash > /etc/bash_completion.d/dockward",
+	},
+	{
+		name: "version", group: "This program",
+		summary: "print the version, commit and Go version",
+		text: "Print the version (the .deb's), the commit it was built from and the Go version.\n" +
+			"--format json prints {\"version\",\"commit\",\"commit_time\",\"modified\",\"go\",\"platform\"}.",
+		flags:   []*flagSpec{flagFormat},
+		exits:   []exitCode{exitDone, exitUsage},
+		example: "dockward version --format json",
+	},
+}
+
+func lookupCommand(name string) *command {
+	i := slices.IndexFunc(commands, func(c *command) bool { return c.name == name })
+	if i < 0 {
+		return nil
+	}
+	return commands[i]
+}
+
+// flagsOf is every flag a command's flag set accepts: the global flags and
+// its own.
+func flagsOf(c *command) []*flagSpec {
+	return append(slices.Clip(globalFlags), c.flags...)
+}
+
+// flagMeta is a flag's value placeholder: text|json for enumerations.
+func flagMeta(f *flagSpec) string {
+	if f.meta != "" {
+		return f.meta
+	}
+	s := ""
+	for i, v := range f.values {
+		if i > 0 {
+			s += "|"
+		}
+		s += v
+	}
+	return s
+}
