@@ -67,7 +67,7 @@ type command struct {
 	values   []string // the operand's values, for completion
 	valueIs  string   // what the operand is, for zsh's completion listing
 	summary  string   // one line for the command list
-	text     string   // help: what it does, in a paragraph
+	text     string   // help: what it does; wrapped, but lines that start with two spaces are kept
 	flags    []*flagSpec
 	exits    []exitCode
 	example  string
@@ -81,9 +81,7 @@ var commands = []*command{
 	{
 		name: "validate", group: "Configuration",
 		summary: "check the configuration and report every error",
-		text: "Decode the configuration and report every error at once, each with file:line:col.\n" +
-			"The file must be owned by root and not group- or world-writable. Touches nothing.\n" +
-			"--format json prints {\"format_version\":\"1\",\"valid\":...,\"diagnostics\":[...]}.",
+		text:    "Decode the configuration and report every error at once, each with file:line:col. The file must be owned by root and not group- or world-writable. Touches nothing. --format json prints {\"format_version\":\"1\",\"valid\":...,\"diagnostics\":[...]}.",
 		flags:   []*flagSpec{flagConfig, flagFormat},
 		exits:   []exitCode{{0, "valid"}, {1, "invalid"}},
 		example: "dockward validate -c /etc/dockward/dockward.hcl",
@@ -91,16 +89,14 @@ var commands = []*command{
 	{
 		name: "init", group: "Configuration",
 		summary: "print the embedded default configuration",
-		text: "Print the embedded default configuration, the one used when\n" +
-			"/etc/dockward/dockward.hcl does not exist: a starting point to edit.",
+		text:    "Print the embedded default configuration, the one used when /etc/dockward/dockward.hcl does not exist: a starting point to edit.",
 		exits:   []exitCode{exitDone, exitUsage},
 		example: "dockward init > /etc/dockward/dockward.hcl",
 	},
 	{
 		name: "plan", group: "Converging the host",
 		summary: "show what apply would change; changes nothing",
-		text: "Read the host and show, module by module, the changes apply would make.\n" +
-			"Changes nothing. --format json prints the run report.",
+		text:    "Read the host and show, module by module, the changes apply would make. Changes nothing. --format json prints the run report.",
 		flags:   []*flagSpec{flagConfig, flagFormat, flagOnly},
 		exits:   []exitCode{{0, "nothing to do"}, {2, "changes pending"}, {1, "configuration, usage or planning error"}},
 		example: "dockward plan --only docker_daemon",
@@ -108,11 +104,8 @@ var commands = []*command{
 	{
 		name: "apply", group: "Converging the host",
 		summary: "bring the host to the declared state, once",
-		text: "Make the changes plan shows, in module order; restart docker once when its files\n" +
-			"changed, verify it and roll back when it does not come back. Leaves the run report\n" +
-			"in STATE_DIR/last-report.json. First boot applies the files before docker's first\n" +
-			"start: --only subordinate_ids.dockremap,docker_daemon.",
-		flags: []*flagSpec{flagConfig, flagFormat, flagOnly},
+		text:    "Make the changes plan shows, in module order; restart docker once when its files changed, verify it and roll back when it does not come back. Leaves the run report in STATE_DIR/last-report.json. First boot applies the files before docker's first start: --only subordinate_ids.dockremap,docker_daemon.",
+		flags:   []*flagSpec{flagConfig, flagFormat, flagOnly},
 		exits: []exitCode{{0, "nothing changed"}, {2, "changed"}, {4, "failed"},
 			{6, "changed and failed"}, {1, "configuration or usage error"}},
 		example: "dockward apply --format json",
@@ -120,9 +113,7 @@ var commands = []*command{
 	{
 		name: "run", group: "Converging the host",
 		summary: "the resident agent: converge now, then on events and an interval",
-		text: "The resident agent (dockward.service): converge now, then on drift events and every\n" +
-			"agent.interval. SIGHUP re-reads the configuration and keeps the running one when the\n" +
-			"new one is bad; SIGTERM lets the run in flight finish.",
+		text:    "The resident agent (dockward.service): converge now, then on drift events and every agent.interval. SIGHUP re-reads the configuration and keeps the running one when the new one is bad; SIGTERM lets the run in flight finish.",
 		flags:   []*flagSpec{flagConfig},
 		exits:   []exitCode{{0, "stopped by SIGTERM or SIGINT"}, {4, "the agent failed"}, {1, "configuration or usage error"}},
 		example: "dockward run --log-format json",
@@ -130,10 +121,7 @@ var commands = []*command{
 	{
 		name: "audit", group: "Inspecting the host",
 		summary: "read-only checks of the live host and its containers",
-		text: "Check the live host without changing anything: dockerd's settings (userns-remap,\n" +
-			"live-restore, log driver), the remap user's subordinate ids, and each running\n" +
-			"container (privileged, host namespaces, Docker socket mounts, capabilities, log caps).\n" +
-			"-c names the configuration whose remap user is checked (dockremap without one).",
+		text:    "Check the live host without changing anything: dockerd's settings (userns-remap, live-restore, log driver), the remap user's subordinate ids, and each running container (privileged, host namespaces, Docker socket mounts, capabilities, log caps). -c names the configuration whose remap user is checked (dockremap without one).",
 		flags:   []*flagSpec{flagConfig, flagFormat},
 		exits:   []exitCode{{0, "all checks pass"}, {4, "a check fails"}, {1, "usage error"}},
 		example: "dockward audit --format json",
@@ -148,18 +136,14 @@ var commands = []*command{
 	{
 		name: "completion", group: "This program", operands: "bash|zsh", values: []string{"bash", "zsh"}, valueIs: "shell",
 		summary: "print the shell completion script for bash or zsh",
-		text: "Print a completion script for commands, flags and flag values. The .deb installs\n" +
-			"both; to load one by hand:\n" +
-			"  bash: source <(dockward completion bash)\n" +
-			"  zsh:  dockward completion zsh > \"${fpath[1]}/_dockward\"",
+		text:    "Print a completion script for commands, flags and flag values. The .deb installs both; to load one by hand:\n  bash: source <(dockward completion bash)\n  zsh:  dockward completion zsh > \"${fpath[1]}/_dockward\"",
 		exits:   []exitCode{exitDone, exitUsage},
 		example: "dockward completion bash > /etc/bash_completion.d/dockward",
 	},
 	{
 		name: "version", group: "This program",
 		summary: "print the version, commit and Go version",
-		text: "Print the version (the .deb's), the commit it was built from and the Go version.\n" +
-			"--format json prints {\"version\",\"commit\",\"commit_time\",\"modified\",\"go\",\"platform\"}.",
+		text:    "Print the version (the .deb's), the commit it was built from and the Go version. --format json prints {\"version\",\"commit\",\"commit_time\",\"modified\",\"go\",\"platform\"}.",
 		flags:   []*flagSpec{flagFormat},
 		exits:   []exitCode{exitDone, exitUsage},
 		example: "dockward version --format json",

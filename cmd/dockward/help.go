@@ -115,6 +115,8 @@ func usageText() string {
 	}
 	b.WriteString("\nGlobal flags, before or after the command:\n")
 	writeFlags(&b, globalFlags)
+	b.WriteString("\nCommand flags, after the command:\n")
+	writeFlagUse(&b)
 	b.WriteString("\nExit codes (an API):\n")
 	for _, c := range commands {
 		if slices.Equal(c.exits, []exitCode{exitDone, exitUsage}) {
@@ -132,7 +134,14 @@ func usageText() string {
 // commandHelp is `dockward help NAME` and `dockward NAME --help`.
 func commandHelp(c *command) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "Usage: %s\n\n%s\n", synopsis(c), c.text)
+	fmt.Fprintf(&b, "Usage: %s\n\n", synopsis(c))
+	for _, line := range strings.Split(c.text, "\n") {
+		if strings.HasPrefix(line, "  ") {
+			b.WriteString(line + "\n")
+			continue
+		}
+		writeWrapped(&b, strings.Fields(line), 0, " ")
+	}
 	if len(c.flags) > 0 {
 		b.WriteString("\nFlags:\n")
 		writeFlags(&b, c.flags)
@@ -168,6 +177,28 @@ func writeFlags(b *strings.Builder, flags []*flagSpec) {
 	for _, f := range flags {
 		fmt.Fprintf(b, "  %-*s  ", width, f.dashed()+" "+flagMeta(f))
 		writeWrapped(b, strings.Fields(f.usage), 2+width+2, " ")
+	}
+}
+
+// writeFlagUse lists the command flags with the commands that take them.
+func writeFlagUse(b *strings.Builder) {
+	var flags []*flagSpec
+	users := map[*flagSpec][]string{}
+	for _, c := range commands {
+		for _, f := range c.flags {
+			if users[f] == nil {
+				flags = append(flags, f)
+			}
+			users[f] = append(users[f], c.name)
+		}
+	}
+	width := 0
+	for _, f := range flags {
+		width = max(width, len(f.dashed())+1+len(flagMeta(f)))
+	}
+	for _, f := range flags {
+		fmt.Fprintf(b, "  %-*s  ", width, f.dashed()+" "+flagMeta(f))
+		writeWrapped(b, users[f], 2+width+2, ", ")
 	}
 }
 
