@@ -169,6 +169,8 @@ func TestPackage(t *testing.T) {
 		"/usr/lib/systemd/system/dockward-apply.timer":       "644 root root",
 		"/etc/dockward/dockward.hcl":                         "600 root root",
 		"/var/lib/dockward":                                  "700 root root",
+		"/usr/share/bash-completion/completions/dockward":    "644 root root",
+		"/usr/share/zsh/vendor-completions/_dockward":        "644 root root",
 	} {
 		got := strings.TrimSpace(m.MustRun(t, "stat", "-c", "%a %U %G", path))
 		if got != want {
@@ -187,6 +189,15 @@ func TestPackage(t *testing.T) {
 		t.Errorf("dockward-firstboot.service is %s after install, want enabled", en)
 	}
 	m.MustRun(t, "dockward", "validate")
+	// The binary says the package's version, and the bash completion the
+	// package installed completes (bash alone, as the script needs nothing
+	// of the bash-completion package).
+	if v, first := m.MustRun(t, "dpkg-query", "-W", "-f", "${Version}", "dockward"), strings.SplitN(m.MustRun(t, "dockward", "version"), "\n", 2)[0]; first != "dockward "+v {
+		t.Errorf("dockward version says %q, the package is %s", first, v)
+	}
+	if got := m.MustRun(t, "bash", "-c", `source /usr/share/bash-completion/completions/dockward && COMP_WORDS=(dockward pl) COMP_CWORD=1 && _dockward && echo "${COMPREPLY[*]}"`); strings.TrimSpace(got) != "plan" {
+		t.Errorf("installed bash completion of 'dockward pl': %q, want plan", got)
+	}
 	m.MustRun(t, "systemd-analyze", "verify", "dockward.service", "dockward-firstboot.service", "dockward-apply.service", "dockward-apply.timer")
 	m.MustRun(t, "timeout", "150", "systemctl", "start", "dockward.service")
 	if st := show(t, m, "dockward.service", "ActiveState"); st != "active" {
