@@ -5,6 +5,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -38,32 +39,49 @@ func TestBashCompletion(t *testing.T) {
 	writeFile(t, dir+"/docs/x", "", 0o600)
 	writeFile(t, dir+"/etc/y", "", 0o600)
 
-	// complete WORDS...: the last word is the one under the cursor.
-	complete := func(t *testing.T, words ...string) []string {
+	// complete returns COMPREPLY for each command line (its last word is
+	// the one under the cursor), all in one bash.
+	complete := func(t *testing.T, lines [][]string) [][]string {
 		t.Helper()
 		const prog = `source "$1" || exit 3
 shift
 fn=$(complete -p dockward) || exit 4
 fn=${fn#*-F }; fn=${fn%% *}
-COMP_WORDS=("$@")
-COMP_CWORD=$(($# - 1))
-COMP_LINE="$*"
-COMP_POINT=${#COMP_LINE}
-COMPREPLY=()
-"$fn" dockward "${COMP_WORDS[COMP_CWORD]}" "${COMP_WORDS[COMP_CWORD-1]}" || exit 5
-printf '%s\n' "${COMPREPLY[@]}"`
-		cmd := exec.Command(bash, append([]string{"--norc", "--noprofile", "-c", prog, "bash", script, "dockward"}, words...)...)
+while (($#)); do
+	n=$1; shift
+	COMP_WORDS=("${@:1:n}"); shift "$n"
+	COMP_CWORD=$((n - 1))
+	COMP_LINE="${COMP_WORDS[*]}"
+	COMP_POINT=${#COMP_LINE}
+	COMPREPLY=()
+	"$fn" dockward "${COMP_WORDS[COMP_CWORD]}" "${COMP_WORDS[COMP_CWORD-1]}" || exit 5
+	printf '%s\n' "${COMPREPLY[@]}"
+	echo '<<end>>'
+done`
+		args := []string{"--norc", "--noprofile", "-c", prog, "bash", script}
+		for _, l := range lines {
+			args = append(append(args, strconv.Itoa(len(l)+1), "dockward"), l...)
+		}
+		cmd := exec.Command(bash, args...)
 		cmd.Dir = dir
 		out, err := cmd.CombinedOutput()
 		if err != nil {
 			t.Fatalf("bash: %v\n%s", err, out)
 		}
-		got := strings.Fields(string(out))
-		if len(got) == 0 {
-			return nil
+		replies := strings.Split(string(out), "<<end>>\n")
+		if len(replies) != len(lines)+1 {
+			t.Fatalf("bash completed %d lines of %d:\n%s", len(replies)-1, len(lines), out)
 		}
-		slices.Sort(got)
-		return got
+		var all [][]string
+		for _, r := range replies[:len(lines)] {
+			got := strings.Fields(r)
+			if len(got) == 0 {
+				got = nil
+			}
+			slices.Sort(got)
+			all = append(all, got)
+		}
+		return all
 	}
 	sorted := func(s ...string) []string {
 		s = slices.Clone(s)
@@ -74,7 +92,7 @@ printf '%s\n' "${COMPREPLY[@]}"`
 		return s
 	}
 
-	for _, tc := range []struct {
+	cases := []struct {
 		words []string
 		want  []string
 	}{
@@ -108,16 +126,22 @@ printf '%s\n' "${COMPREPLY[@]}"`
 		{[]string{"completion", "bash", ""}, nil},
 		{[]string{"init", ""}, nil},
 		{[]string{"version", "--format", "", ""}, nil},
-	} {
-		if diff := cmp.Diff(sorted(tc.want...), complete(t, tc.words...)); diff != "" {
-			t.Errorf("dockward %q: COMPREPLY (-want +got):\n%s", tc.words, diff)
-		}
 	}
 	// Each command's flags, from the table.
 	for _, c := range commands {
-		want := append(dashedNames(flagsOf(c)), "--help")
-		if diff := cmp.Diff(sorted(want...), complete(t, c.name, "-")); diff != "" {
-			t.Errorf("dockward %s -: COMPREPLY (-want +got):\n%s", c.name, diff)
+		cases = append(cases, struct {
+			words []string
+			want  []string
+		}{[]string{c.name, "-"}, append(dashedNames(flagsOf(c)), "--help")})
+	}
+	var lines [][]string
+	for _, tc := range cases {
+		lines = append(lines, tc.words)
+	}
+	got := complete(t, lines)
+	for i, tc := range cases {
+		if diff := cmp.Diff(sorted(tc.want...), got[i]); diff != "" {
+			t.Errorf("dockward %q: COMPREPLY (-want +got):\n%s", tc.words, diff)
 		}
 	}
 }
@@ -126,6 +150,9 @@ printf '%s\n' "${COMPREPLY[@]}"`
 // (zsh/zpty): compinit with the script in $fpath, as the .deb installs it,
 // then TAB on a command line, and the matches zsh offers.
 func TestZshCompletion(t *testing.T) {
+	if testing.Short() {
+		t.Skip("SKIP in -short: drives zsh in a pseudo-terminal (about 10 s)")
+	}
 	zsh, err := exec.LookPath("zsh")
 	if err != nil {
 		t.Skip("SKIP: zsh not installed (apt-get install zsh); the zsh completion script is not tested")
