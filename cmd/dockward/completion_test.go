@@ -151,7 +151,7 @@ done`
 // then TAB on a command line, and the matches zsh offers.
 func TestZshCompletion(t *testing.T) {
 	if testing.Short() {
-		t.Skip("SKIP in -short: drives zsh in a pseudo-terminal (about 10 s)")
+		t.Skip("SKIP in -short: drives zsh in a pseudo-terminal")
 	}
 	zsh, err := exec.LookPath("zsh")
 	if err != nil {

@@ -114,8 +114,10 @@ func TestVersionSortsForDpkg(t *testing.T) {
 	t.Logf("versions in commit order: %v", steps)
 }
 
-// TestVersionPrintsCommitAndGo builds the binary as the Makefile does (its
-// LDFLAGS) and reads `dockward version` in both formats.
+// TestVersionPrintsCommitAndGo sets what the Makefile's LDFLAGS set and
+// reads `dockward version` in both formats; the built binary's first line
+// is "dockward VERSION" (integration's TestPackage checks it against the
+// installed .deb's version).
 func TestVersionPrintsCommitAndGo(t *testing.T) {
 	mk, err := os.ReadFile("../../Makefile")
 	if err != nil {
@@ -126,29 +128,24 @@ func TestVersionPrintsCommitAndGo(t *testing.T) {
 			t.Errorf("the Makefile's LDFLAGS lack %s", x)
 		}
 	}
-	bin := filepath.Join(t.TempDir(), "dockward")
+	if code, out, _ := runBin(t, "version"); code != 0 || !regexp.MustCompile(`^dockward \S+\ncommit: +\S.*\ngo: +go`).MatchString(out) {
+		t.Errorf("built binary: version exit %d:\n%s", code, out)
+	}
+
 	const hash = "58b4e866d20f3c6045e9021b03feee8e37220eff"
-	ldflags := "-X main.version=0.0.0~git20261127092518.58b4e86.dirty -X main.commit=" + hash + " -X main.commitTime=2026-11-27T09:25:18Z"
-	if out, err := exec.Command("go", "build", "-ldflags", ldflags, "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	out, err := exec.Command(bin, "version").Output()
-	if err != nil {
-		t.Fatal(err)
-	}
+	defer func(v, c, ct string) { version, commit, commitTime = v, c, ct }(version, commit, commitTime)
+	version, commit, commitTime = "0.0.0~git20261127092518.58b4e86.dirty", hash, "2026-11-27T09:25:18Z"
+	code, out, _ := dockward(t, "version")
 	want := "dockward 0.0.0~git20261127092518.58b4e86.dirty\n" +
 		"commit:   " + hash + " with uncommitted changes (2026-11-27T09:25:18Z)\n" +
 		"go:       " + runtime.Version() + " " + runtime.GOOS + "/" + runtime.GOARCH + "\n"
-	if string(out) != want {
-		t.Errorf("version:\n%s\nwant:\n%s", out, want)
+	if code != 0 || out != want {
+		t.Errorf("version: exit %d\n%s\nwant:\n%s", code, out, want)
 	}
-	out, err = exec.Command(bin, "version", "--format", "json").Output()
-	if err != nil {
-		t.Fatal(err)
-	}
+	code, out, _ = dockward(t, "version", "--format", "json")
 	var v map[string]any
-	if err := json.Unmarshal(out, &v); err != nil {
-		t.Fatalf("%v\n%s", err, out)
+	if err := json.Unmarshal([]byte(out), &v); err != nil || code != 0 {
+		t.Fatalf("exit %d: %v\n%s", code, err, out)
 	}
 	if v["version"] != "0.0.0~git20261127092518.58b4e86.dirty" || v["commit"] != hash || v["commit_time"] != "2026-11-27T09:25:18Z" ||
 		v["modified"] != true || v["go"] != runtime.Version() || v["platform"] != runtime.GOOS+"/"+runtime.GOARCH {
