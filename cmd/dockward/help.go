@@ -67,14 +67,19 @@ func registerFlags(fs *flag.FlagSet, g *globals, flags []*flagSpec) {
 	}
 }
 
-// suggest is `; did you mean "plan"?` for a misspelt command, or nothing.
+// suggest is `; did you mean "plan"?` for a misspelt command (the closest
+// within two edits, as HCL suggests names), or nothing.
 func suggest(name string) string {
+	best, bestDist := "", 3
 	for _, c := range commands {
-		if levenshtein.Distance(name, c.name, nil) < 3 {
-			return fmt.Sprintf("; did you mean %q?", c.name)
+		if d := levenshtein.Distance(name, c.name, nil); d < bestDist {
+			best, bestDist = c.name, d
 		}
 	}
-	return ""
+	if best == "" {
+		return ""
+	}
+	return fmt.Sprintf("; did you mean %q?", best)
 }
 
 // runHelp is `dockward help [COMMAND]`.
