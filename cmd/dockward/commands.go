@@ -143,7 +143,7 @@ var commands = []*command{
 	{
 		name: "version", group: "This program",
 		summary: "print the version, commit and Go version",
-		text:    "Print the version (the .deb's), the commit it was built from and the Go version. --format json prints {\"version\",\"commit\",\"commit_time\",\"modified\",\"go\",\"platform\"}.",
+		text:    "Print the version (the .deb's), the commit it was built from and the Go version. --format json prints them as an object: version, commit, commit_time, modified, go, platform.",
 		flags:   []*flagSpec{flagFormat},
 		exits:   []exitCode{exitDone, exitUsage},
 		example: "dockward version --format json",
