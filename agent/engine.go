@@ -117,7 +117,9 @@ func (e *Engine) Plan(ctx context.Context) (*Report, error) {
 			log.WithError(err).Error("plan failed")
 		case p.Empty():
 			mr.Status = StatusOK
+			mr.Pending = p.Pending
 		default:
+			mr.Pending = p.Pending
 			mr.Status = StatusChanged
 			mr.Changes = p.Changes
 			if r := relevant(p.Changes); len(r) > 0 {
@@ -185,6 +187,7 @@ func (e *Engine) applyOne(ctx context.Context, env *Env, m Module, changedThisRu
 		log.WithError(err).Error("failed")
 		return mr
 	}
+	mr.Pending = p.Pending
 	if p.Empty() {
 		mr.Status = StatusOK
 		log.Debug("converged")
@@ -218,7 +221,9 @@ func (e *Engine) applyOne(ctx context.Context, env *Env, m Module, changedThisRu
 	for _, c := range p.Changes {
 		log.WithField("target", c.Target).Infof("%s %s", c.Action, describe(c))
 	}
-	if err := m.Apply(ctx, menv, p); err != nil {
+	err = m.Apply(ctx, menv, p)
+	mr.Pending = p.Pending // Apply may have found more or less waiting than Plan
+	if err != nil {
 		mr.Status, mr.Error = StatusFailed, err.Error()
 		var rb *RolledBackError
 		if errors.As(err, &rb) {

@@ -61,6 +61,21 @@ type Plan struct {
 	// State carries whatever Apply needs that Plan already computed (the
 	// candidate file bytes, the desired ruleset, ...). Opaque to the engine.
 	State any
+	// Pending lists what is declared but cannot be converged yet because
+	// something outside dockward has not happened (a Docker network nobody
+	// has created yet). It is not a change (apply cannot make it) and not a
+	// failure; the engine reports it. Apply may refresh it on the plan it
+	// was given, with what it found when it applied.
+	Pending []Pending
+}
+
+// Pending is one declared thing that is waiting for something outside
+// dockward, as plan and apply report it. An API, like Change.
+type Pending struct {
+	// Target names what waits ("docker network app").
+	Target string `json:"target"`
+	// Detail says what it waits for and what happens then.
+	Detail string `json:"detail,omitempty"`
 }
 
 // Empty reports whether the plan has nothing to do.

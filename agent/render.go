@@ -16,6 +16,7 @@ func WriteText(w io.Writer, r *Report) error {
 		switch m.Status {
 		case StatusOK:
 			fmt.Fprintf(&b, "%s: up to date\n", m.ID)
+			writePending(&b, m.Pending)
 			continue
 		case StatusSkipped:
 			fmt.Fprintf(&b, "%s: %s\n", m.ID, m.Error)
@@ -36,6 +37,7 @@ func WriteText(w io.Writer, r *Report) error {
 				fmt.Fprintf(&b, "  error: %s\n", line)
 			}
 		}
+		writePending(&b, m.Pending)
 	}
 	add, change, destroy := r.Counts()
 	b.WriteString("\n")
@@ -55,8 +57,22 @@ func WriteText(w io.Writer, r *Report) error {
 		}
 		b.WriteString(".\n")
 	}
+	if n := r.PendingCount(); n > 0 {
+		fmt.Fprintf(&b, "%d declared item(s) pending: waiting for something outside dockward (see \"pending\" above).\n", n)
+	}
 	_, err := io.WriteString(w, b.String())
 	return err
+}
+
+// writePending lists what a module found declared but not there yet.
+func writePending(b *strings.Builder, ps []Pending) {
+	for _, p := range ps {
+		fmt.Fprintf(b, "  pending: %s", p.Target)
+		if p.Detail != "" {
+			fmt.Fprintf(b, "  # %s", p.Detail)
+		}
+		b.WriteString("\n")
+	}
 }
 
 func changeLine(c Change) string {

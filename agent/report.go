@@ -30,6 +30,10 @@ type ModuleResult struct {
 	Changes  []Change `json:"changes"`
 	Error    string   `json:"error,omitempty"`
 	Duration float64  `json:"duration_seconds"`
+	// Pending is what the module found declared but waiting for something
+	// outside dockward (see Plan.Pending); it changes neither the status
+	// nor the exit code.
+	Pending []Pending `json:"pending,omitempty"`
 }
 
 // Report is the outcome of one plan or apply. Apply writes it to
@@ -91,6 +95,16 @@ func (r *Report) ExitCode() int {
 		return ExitChanged
 	}
 	return ExitOK
+}
+
+// PendingCount returns how many declared items wait for something outside
+// dockward, over all modules. They count neither as changed nor as failed.
+func (r *Report) PendingCount() int {
+	n := 0
+	for _, m := range r.Modules {
+		n += len(m.Pending)
+	}
+	return n
 }
 
 // Counts returns how many changes add, change and destroy something, over

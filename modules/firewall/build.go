@@ -22,7 +22,13 @@ var basePriority = nftables.ChainPriority(-10)
 
 // Build returns the desired table for the firewall block, given each
 // declared network's bridge interface (by network name). It is pure: the
-// same inputs give the same table, rule for rule.
+// same inputs give the same table, rule for rule. Every declared network
+// must be in bridges; one mapped to "" is declared but does not exist in
+// Docker (yet) and gets no rules, while every other network's rules are
+// built as if it were not declared. A network's rules match its bridge by
+// name (iifname, oifname), never by interface index, and its sets are keyed
+// by the network's name: rules for a bridge that does not exist yet are
+// valid, and hold from the moment an interface of that name appears.
 //
 // Layout, for a network N on bridge B:
 //
@@ -56,8 +62,11 @@ func Build(b *Block, bridges map[string]string) (*Ruleset, error) {
 	owner := map[string]string{}
 	for _, n := range b.Networks {
 		br, ok := bridges[n.Name]
-		if !ok || br == "" {
+		if !ok {
 			return nil, fmt.Errorf("network %q: no bridge interface resolved", n.Name)
+		}
+		if br == "" {
+			continue // Docker has no such network (yet): nothing to match
 		}
 		if other, dup := owner[br]; dup {
 			return nil, fmt.Errorf("networks %q and %q both resolve to bridge %s", other, n.Name, br)

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/netip"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -254,6 +255,65 @@ func TestPrefixElems(t *testing.T) {
 		if d := cmp.Diff(tt.want, got); d != "" {
 			t.Errorf("prefixElems(%v) (-want +got):\n%s", tt.in, d)
 		}
+	}
+}
+
+// missingHCL declares a network that exists (app), one whose bridge is
+// named (later: its interface need not exist) and one Docker has not
+// created yet (ghost).
+const missingHCL = `
+firewall {
+  network "app" {
+    egress_allow {
+      ports = [80]
+      to    = ["198.51.100.0/24"]
+    }
+  }
+  network "ghost" {
+    egress_allow {
+      ports = [443]
+      to    = ["192.0.2.0/24"]
+    }
+  }
+  network "later" {
+    bridge = "br-later"
+    egress_allow {
+      ports = [80]
+      to    = ["198.51.100.0/24"]
+    }
+  }
+  network "vault" {
+    internal = true
+  }
+}`
+
+// A network Docker does not have (mapped to "") gets no rules, sets or
+// chains; every other network's are as if it were not declared at all.
+// The named bridge's rules are there whether or not the interface exists:
+// Build matches by name and never asks.
+func TestBuildMissingNetwork(t *testing.T) {
+	b := decodeHCL(t, missingHCL)
+	rs, err := Build(b, map[string]string{"app": "br-app", "ghost": "", "later": "br-later", "vault": ""})
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := Render(rs)
+	agenttest.Golden(t, filepath.Join("testdata", "missing.nft"), text)
+	for _, absent := range []string{"ghost", "vault", `""`, "chain input"} {
+		if strings.Contains(text, absent) {
+			t.Errorf("the table mentions %s, which has no bridge yet:\n%s", absent, text)
+		}
+	}
+
+	// The same table as for a configuration without the missing networks.
+	without := decodeHCL(t, missingHCL)
+	without.Networks = slices.DeleteFunc(without.Networks, func(n *Network) bool { return n.Name == "ghost" || n.Name == "vault" })
+	want, err := Build(without, map[string]string{"app": "br-app", "later": "br-later"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := cmp.Diff(Render(want), text); d != "" {
+		t.Errorf("with missing networks vs without them (-want +got):\n%s", d)
 	}
 }
 

@@ -2,6 +2,7 @@ package firewall
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"maps"
@@ -55,17 +56,19 @@ type planState struct {
 
 // Plan resolves the declared networks to their bridges, builds the desired
 // table, reads the live one and returns the differences. It changes
-// nothing.
+// nothing. A declared network that Docker does not have and that is not
+// create = true is pending: the table is built without it (the other
+// networks' rules do not wait for it), and the plan lists it.
 func (m *Module) Plan(ctx context.Context, env *agent.Env) (*agent.Plan, error) {
 	if env.Offline() {
 		return nil, agent.ErrOffline
 	}
-	bridges, missing, err := m.resolve(ctx, env)
+	r, err := m.resolve(ctx, env)
 	if err != nil {
 		return nil, err
 	}
 	var changes []agent.Change
-	for _, n := range missing {
+	for _, n := range r.create {
 		kind := "driver bridge"
 		if n.Internal {
 			kind += ", internal"
@@ -74,9 +77,9 @@ func (m *Module) Plan(ctx context.Context, env *agent.Env) (*agent.Plan, error) 
 			Detail: "create = true"})
 		// Its bridge gets a name only when Docker creates it; the plan
 		// shows the rules with this stand-in.
-		bridges[n.Name] = "(new " + n.Name + ")"
+		r.bridges[n.Name] = "(new " + n.Name + ")"
 	}
-	want, err := m.build(bridges)
+	want, err := m.build(r.bridges)
 	if err != nil {
 		return nil, err
 	}
@@ -85,36 +88,52 @@ func (m *Module) Plan(ctx context.Context, env *agent.Env) (*agent.Plan, error) 
 		return nil, err
 	}
 	changes = append(changes, Diff(want, have)...)
-	return &agent.Plan{Changes: changes, State: &planState{create: missing}}, nil
+	for _, n := range r.absent {
+		// Warn, not fail: compose creates its networks when the project
+		// comes up, maybe long after the host was provisioned.
+		logger(env).WithField("target", "docker network "+n.Name).
+			Warnf("docker network %q (declared at %s) does not exist; create it, or set create = true. Until it exists it has no rules; the other networks' rules are in force, and its own go in when Docker creates it", n.Name, n.Range)
+	}
+	return &agent.Plan{Changes: changes, State: &planState{create: r.create}, Pending: pendingOf(r.absent)}, nil
 }
 
 // Apply creates the missing networks the plan names, then replaces the
-// table in one atomic batch.
+// table in one atomic batch. A network that could not be created does not
+// keep the others' rules out: the table is replaced without it, and Apply
+// returns the error afterwards.
 func (m *Module) Apply(ctx context.Context, env *agent.Env, plan *agent.Plan) error {
 	if plan.Empty() {
 		return nil
 	}
 	log := logger(env)
+	var errs []error
+	created := map[*Network]bool{}
 	if st, ok := plan.State.(*planState); ok {
 		for _, n := range st.create {
-			d, err := m.dockerAPI()
-			if err != nil {
-				return err
+			if err := m.createNetwork(ctx, n); err != nil {
+				log.WithError(err).WithField("target", "docker network "+n.Name).
+					Error("could not create docker network; applying the other networks' rules without it")
+				errs = append(errs, err)
+				continue
 			}
-			if err := d.CreateNetwork(ctx, n.Name, n.Internal); err != nil {
-				return err
-			}
+			created[n] = true
 			log.WithFields(logrus.Fields{"target": "docker network " + n.Name, "internal": n.Internal}).Info("created docker network")
 		}
 	}
-	bridges, missing, err := m.resolve(ctx, env)
+	r, err := m.resolve(ctx, env)
 	if err != nil {
 		return err
 	}
-	if len(missing) > 0 {
-		return fmt.Errorf("docker network %q is still missing after it was created", missing[0].Name)
+	for _, n := range r.create {
+		// Its creation failed (an error above), or it vanished right
+		// after: it gets no rules this time, and the next run creates it.
+		if created[n] {
+			errs = append(errs, fmt.Errorf("docker network %q is still missing after it was created", n.Name))
+		}
+		r.absent = append(r.absent, n)
 	}
-	want, err := m.build(bridges)
+	plan.Pending = pendingOf(r.absent)
+	want, err := m.build(r.bridges)
 	if err != nil {
 		return err
 	}
@@ -123,38 +142,62 @@ func (m *Module) Apply(ctx context.Context, env *agent.Env, plan *agent.Plan) er
 	}
 	rules, elems := want.Counts()
 	log.WithFields(logrus.Fields{"target": "table inet " + want.Table, "rules": rules, "elements": elems}).Info("replaced nftables table")
-	return nil
+	return errors.Join(errs...)
 }
 
-// resolve maps every declared network to its bridge interface. Networks
-// that do not exist and may be created are returned in missing; one that
-// does not exist otherwise is an error naming it.
-func (m *Module) resolve(ctx context.Context, env *agent.Env) (map[string]string, []*Network, error) {
-	bridges := map[string]string{}
-	var missing []*Network
+func (m *Module) createNetwork(ctx context.Context, n *Network) error {
+	d, err := m.dockerAPI()
+	if err != nil {
+		return err
+	}
+	return d.CreateNetwork(ctx, n.Name, n.Internal)
+}
+
+// resolution is what resolve found: the bridge of every declared network
+// (Build's input), and the networks Docker does not have.
+type resolution struct {
+	// bridges maps every declared network to its bridge interface; ""
+	// for one Docker does not have (Build gives it no rules).
+	bridges map[string]string
+	// create are the missing networks with create = true.
+	create []*Network
+	// absent are the missing networks without create = true: pending
+	// until someone (compose, an operator) creates them.
+	absent []*Network
+}
+
+// resolve maps every declared network to its bridge interface. A network
+// with a declared bridge is not looked up: its rules match the interface by
+// name, so they are in force before the bridge exists and from the moment
+// it does. Other errors (Docker unreachable, a network that is not a
+// bridge) are errors naming the network.
+func (m *Module) resolve(ctx context.Context, env *agent.Env) (*resolution, error) {
+	r := &resolution{bridges: map[string]string{}}
 	for _, n := range m.cfg.Networks {
 		if n.Bridge != "" {
-			bridges[n.Name] = n.Bridge
+			r.bridges[n.Name] = n.Bridge
 			continue
 		}
 		d, err := m.dockerAPI()
 		if err != nil {
-			return nil, nil, err
+			return nil, err
 		}
 		dn, found, err := d.Network(ctx, n.Name)
 		if err != nil {
-			return nil, nil, fmt.Errorf("resolve network %q (declared at %s): %w", n.Name, n.Range, err)
+			return nil, fmt.Errorf("resolve network %q (declared at %s): %w", n.Name, n.Range, err)
 		}
 		if !found {
+			r.bridges[n.Name] = ""
 			if n.Create {
-				missing = append(missing, n)
+				r.create = append(r.create, n)
 				continue
 			}
-			return nil, nil, fmt.Errorf("docker network %q (declared at %s) does not exist; create it, or set create = true", n.Name, n.Range)
+			r.absent = append(r.absent, n)
+			continue
 		}
 		br, err := BridgeName(dn)
 		if err != nil {
-			return nil, nil, fmt.Errorf("resolve network %q (declared at %s): %w", n.Name, n.Range, err)
+			return nil, fmt.Errorf("resolve network %q (declared at %s): %w", n.Name, n.Range, err)
 		}
 		if n.Internal && !dn.Internal {
 			// Docker cannot change that on an existing network; the table
@@ -162,9 +205,22 @@ func (m *Module) resolve(ctx context.Context, env *agent.Env) (map[string]string
 			logger(env).WithField("target", "docker network "+n.Name).
 				Warn("network is declared internal but Docker's network is not; the firewall enforces internal anyway")
 		}
-		bridges[n.Name] = br
+		r.bridges[n.Name] = br
 	}
-	return bridges, missing, nil
+	return r, nil
+}
+
+// pendingOf reports networks Docker does not have as the plan's pending
+// items.
+func pendingOf(absent []*Network) []agent.Pending {
+	var out []agent.Pending
+	for _, n := range absent {
+		out = append(out, agent.Pending{
+			Target: "docker network " + n.Name,
+			Detail: fmt.Sprintf("declared at %s; does not exist in Docker yet, so it has no rules; they go in when it is created (dockward run: on Docker's network event)", n.Range),
+		})
+	}
+	return out
 }
 
 func (m *Module) build(bridges map[string]string) (*Ruleset, error) {

@@ -3,6 +3,7 @@ package firewall
 import (
 	"context"
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 
@@ -12,9 +13,10 @@ import (
 
 // fakeDocker is an Engine API with networks in memory.
 type fakeDocker struct {
-	nets    map[string]DockerNetwork
-	created []string
-	nextID  string
+	createErr error
+	nets      map[string]DockerNetwork
+	created   []string
+	nextID    string
 }
 
 func (f *fakeDocker) Network(_ context.Context, name string) (DockerNetwork, bool, error) {
@@ -23,6 +25,9 @@ func (f *fakeDocker) Network(_ context.Context, name string) (DockerNetwork, boo
 }
 
 func (f *fakeDocker) CreateNetwork(_ context.Context, name string, internal bool) error {
+	if f.createErr != nil {
+		return f.createErr
+	}
 	if _, ok := f.nets[name]; ok {
 		return errors.New("network exists")
 	}
@@ -150,12 +155,92 @@ func TestModuleOffline(t *testing.T) {
 	}
 }
 
+// A declared network Docker does not have keeps nobody's rules out: the
+// others' go in, it is pending (in the plan, not as a change), the plan
+// after apply is empty, and once Docker has it, it gets its rules.
 func TestModuleMissingNetwork(t *testing.T) {
 	d, tables := newFakes()
-	m := NewWith(decodeHCL(t, "firewall {\n  network \"ghost\" {\n    internal = true\n  }\n}"), tables, d)
-	_, err := m.Plan(context.Background(), liveEnv)
-	if err == nil || !strings.Contains(err.Error(), `docker network "ghost" (declared at test.hcl:2,3-18) does not exist; create it, or set create = true`) {
-		t.Errorf("err = %v", err)
+	// moduleHCL with network "ghost", which Docker does not have.
+	m := NewWith(decodeHCL(t, strings.Replace(moduleHCL, `  network "isolated" {`, "  network \"ghost\" {\n    internal = true\n  }\n  network \"isolated\" {", 1)), tables, d)
+	ctx := context.Background()
+	plan, err := m.Plan(ctx, liveEnv)
+	if err != nil {
+		t.Fatalf("a missing network failed the plan: %v", err)
+	}
+	wantPending := []agent.Pending{{Target: "docker network ghost",
+		Detail: "declared at test.hcl:15,3-18; does not exist in Docker yet, so it has no rules; they go in when it is created (dockward run: on Docker's network event)"}}
+	if d := cmp.Diff(wantPending, plan.Pending); d != "" {
+		t.Errorf("pending (-want +got):\n%s", d)
+	}
+	for _, c := range plan.Changes {
+		if strings.Contains(c.Target+c.New, "ghost") {
+			t.Errorf("a change for the missing network: %+v", c)
+		}
+	}
+	if err := m.Apply(ctx, liveEnv, plan); err != nil {
+		t.Fatal(err)
+	}
+	text := Render(tables.live["dockward"])
+	for _, want := range []string{`iifname "docker0" jump egress_bridge`, `oifname "br-0123456789ab" jump ingress_app`, `iifname "br-abcdefabcdef" counter drop`} {
+		if !strings.Contains(text, want) {
+			t.Errorf("applied table lacks %q:\n%s", want, text)
+		}
+	}
+	if d := cmp.Diff(wantPending, plan.Pending); d != "" {
+		t.Errorf("pending after apply (-want +got):\n%s", d)
+	}
+
+	again, err := m.Plan(ctx, liveEnv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !again.Empty() || len(again.Pending) != 1 {
+		t.Errorf("plan after apply: changes %+v, pending %+v", again.Changes, again.Pending)
+	}
+
+	// Someone (compose) creates it.
+	d.nets["ghost"] = DockerNetwork{ID: "5555555555556666", Name: "ghost", Driver: "bridge", Internal: true}
+	later, err := m.Plan(ctx, liveEnv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if later.Empty() || len(later.Pending) != 0 {
+		t.Fatalf("plan once the network exists: changes %+v, pending %+v", later.Changes, later.Pending)
+	}
+	if !hasChange(later.Changes, `rule iifname "br-555555555555" jump egress_ghost`) {
+		t.Errorf("plan lacks the new network's rules: %+v", later.Changes)
+	}
+	if err := m.Apply(ctx, liveEnv, later); err != nil {
+		t.Fatal(err)
+	}
+	if p, err := m.Plan(ctx, liveEnv); err != nil || !p.Empty() || len(p.Pending) != 0 {
+		t.Errorf("plan after the second apply: %v %+v", err, p)
+	}
+	if slices.Contains(d.created, "ghost") {
+		t.Errorf("dockward created ghost, which is not create = true")
+	}
+}
+
+// A network that cannot be created does not keep the others' rules out
+// either: they are applied, and the failure is returned.
+func TestModuleCreateFailureAppliesTheOthers(t *testing.T) {
+	d, tables := newFakes()
+	d.createErr = errors.New("create docker network \"isolated\": all predefined address pools have been fully subnetted")
+	m := NewWith(decodeHCL(t, moduleHCL), tables, d)
+	ctx := context.Background()
+	plan, err := m.Plan(ctx, liveEnv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Apply(ctx, liveEnv, plan); !errors.Is(err, d.createErr) {
+		t.Fatalf("Apply = %v, want the creation's error", err)
+	}
+	text := Render(tables.live["dockward"])
+	if !strings.Contains(text, `iifname "docker0" jump egress_bridge`) || strings.Contains(text, "isolated") {
+		t.Errorf("table after a failed create:\n%s", text)
+	}
+	if len(plan.Pending) != 1 || plan.Pending[0].Target != "docker network isolated" {
+		t.Errorf("pending after a failed create: %+v", plan.Pending)
 	}
 }
 
