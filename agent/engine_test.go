@@ -420,3 +420,85 @@ func TestMetadataChangesOweNoRestart(t *testing.T) {
 		t.Fatalf("restarts = %d exit = %d, want 0 and 2", u.restarts, rep.ExitCode())
 	}
 }
+
+// pendingModule has something declared that is not there yet: not a
+// change, not a failure. Apply refreshes the list (it may find less).
+type pendingModule struct {
+	fakeModule
+	pending      []Pending
+	applyPending []Pending
+}
+
+func (p *pendingModule) Plan(ctx context.Context, env *Env) (*Plan, error) {
+	plan, err := p.fakeModule.Plan(ctx, env)
+	if plan != nil {
+		plan.Pending = p.pending
+	}
+	return plan, err
+}
+
+func (p *pendingModule) Apply(ctx context.Context, env *Env, plan *Plan) error {
+	plan.Pending = p.applyPending
+	return p.fakeModule.Apply(ctx, env, plan)
+}
+
+func TestPendingIsReportedAndChangesNoExitCode(t *testing.T) {
+	waiting := []Pending{{Target: "docker network app", Detail: "does not exist in Docker yet"}}
+	m := &pendingModule{fakeModule: fakeModule{id: "firewall", have: str("x"), want: "x"}, pending: waiting}
+	e := newEngine(t, m)
+	ctx := context.Background()
+
+	plan, err := e.Plan(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if plan.ExitCode() != ExitOK || plan.Modules[0].Status != StatusOK {
+		t.Errorf("plan with only a pending item: exit %d, status %s; want 0, ok", plan.ExitCode(), plan.Modules[0].Status)
+	}
+	if d := cmp.Diff(waiting, plan.Modules[0].Pending); d != "" {
+		t.Errorf("plan's pending (-want +got):\n%s", d)
+	}
+	rep, err := e.Apply(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.ExitCode() != ExitOK || len(rep.Modules[0].Pending) != 1 {
+		t.Errorf("apply with only a pending item: exit %d, %+v", rep.ExitCode(), rep.Modules[0])
+	}
+	b, err := os.ReadFile(ReportPath(e.StateDir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Contains(b, []byte(`"pending": [`)) || !bytes.Contains(b, []byte(`"target": "docker network app"`)) {
+		t.Errorf("last-report.json lacks the pending item:\n%s", b)
+	}
+
+	// With a change, apply exits as for the change, and reports what Apply
+	// found pending, not what Plan did.
+	m.have, m.applyPending = str("old"), nil
+	m.want = "new"
+	rep, err = e.Apply(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.ExitCode() != ExitChanged || rep.Modules[0].Pending != nil {
+		t.Errorf("apply that changed and found nothing pending: exit %d, pending %+v", rep.ExitCode(), rep.Modules[0].Pending)
+	}
+}
+
+func TestPendingTextGolden(t *testing.T) {
+	pending := []Pending{{Target: "docker network app", Detail: "declared at dockward.hcl:12,3-17; does not exist in Docker yet"}}
+	rep := &Report{Command: "plan", Modules: []ModuleResult{
+		{ID: "docker_daemon", Status: StatusOK},
+		{ID: "firewall", Status: StatusOK, Pending: pending},
+	}}
+	var buf bytes.Buffer
+	if err := WriteText(&buf, rep); err != nil {
+		t.Fatal(err)
+	}
+	rep.Command = "apply"
+	rep.Modules[1].Status = StatusChanged
+	rep.Modules[1].Changes = []Change{{Action: Create, Target: "table inet dockward"}}
+	_ = WriteText(&buf, rep)
+	agenttest.Golden(t, "testdata/pending.golden", buf.String())
+}

@@ -43,9 +43,9 @@ func WriteText(w io.Writer, r *Report) error {
 	b.WriteString("\n")
 	switch {
 	case add+change+destroy == 0 && failed == 0 && applied:
-		b.WriteString("Nothing changed; the host matches the configuration.\n")
+		b.WriteString("Nothing changed; the host matches the configuration" + butPending(r.PendingCount()) + ".\n")
 	case add+change+destroy == 0 && failed == 0:
-		b.WriteString("No changes; the host matches the configuration.\n")
+		b.WriteString("No changes; the host matches the configuration" + butPending(r.PendingCount()) + ".\n")
 	default:
 		if applied {
 			fmt.Fprintf(&b, "Apply: %d added, %d changed, %d destroyed", add, change, destroy)
@@ -56,12 +56,26 @@ func WriteText(w io.Writer, r *Report) error {
 			fmt.Fprintf(&b, "; %d module(s) failed", failed)
 		}
 		b.WriteString(".\n")
-	}
-	if n := r.PendingCount(); n > 0 {
-		fmt.Fprintf(&b, "%d declared item(s) pending: waiting for something outside dockward (see \"pending\" above).\n", n)
+		if n := r.PendingCount(); n > 0 {
+			fmt.Fprintf(&b, "%s waiting for something outside dockward (above).\n", pendingItems(n))
+		}
 	}
 	_, err := io.WriteString(w, b.String())
 	return err
+}
+
+func butPending(n int) string {
+	if n == 0 {
+		return ""
+	}
+	return " but for " + pendingItems(n) + " waiting for something outside dockward (above)"
+}
+
+func pendingItems(n int) string {
+	if n == 1 {
+		return "1 pending item"
+	}
+	return fmt.Sprintf("%d pending items", n)
 }
 
 // writePending lists what a module found declared but not there yet.
