@@ -137,8 +137,21 @@ func (m *Module) Apply(ctx context.Context, env *agent.Env, plan *agent.Plan) er
 	if err != nil {
 		return err
 	}
+	if len(errs) > 0 {
+		// The plan's table had the network that could not be created; what
+		// is live may already be the table without it (a retry). Writing
+		// it again would change nothing but set off the nftables monitor,
+		// and so another failing run.
+		have, err := m.nft.Read(m.cfg.Table)
+		if err != nil {
+			return errors.Join(append(errs, err)...)
+		}
+		if len(Diff(want, have)) == 0 {
+			return errors.Join(errs...)
+		}
+	}
 	if err := m.nft.Replace(want); err != nil {
-		return err
+		return errors.Join(append(errs, err)...)
 	}
 	rules, elems := want.Counts()
 	log.WithFields(logrus.Fields{"target": "table inet " + want.Table, "rules": rules, "elements": elems}).Info("replaced nftables table")
@@ -169,8 +182,8 @@ type resolution struct {
 // resolve maps every declared network to its bridge interface. A network
 // with a declared bridge is not looked up: its rules match the interface by
 // name, so they are in force before the bridge exists and from the moment
-// it does. Other errors (Docker unreachable, a network that is not a
-// bridge) are errors naming the network.
+// it does. A network Docker does not have is not an error; anything else
+// (Docker unreachable, a network that is not a bridge) is, naming it.
 func (m *Module) resolve(ctx context.Context, env *agent.Env) (*resolution, error) {
 	r := &resolution{bridges: map[string]string{}}
 	for _, n := range m.cfg.Networks {
@@ -215,10 +228,11 @@ func (m *Module) resolve(ctx context.Context, env *agent.Env) (*resolution, erro
 func pendingOf(absent []*Network) []agent.Pending {
 	var out []agent.Pending
 	for _, n := range absent {
-		out = append(out, agent.Pending{
-			Target: "docker network " + n.Name,
-			Detail: fmt.Sprintf("declared at %s; does not exist in Docker yet, so it has no rules; they go in when it is created (dockward run: on Docker's network event)", n.Range),
-		})
+		detail := fmt.Sprintf("declared at %s; does not exist in Docker yet, so it has no rules; they go in when it is created (dockward run: on Docker's network event)", n.Range)
+		if n.Create {
+			detail = fmt.Sprintf("declared at %s with create = true; creating it failed, so it has no rules; the next run tries again", n.Range)
+		}
+		out = append(out, agent.Pending{Target: "docker network " + n.Name, Detail: detail})
 	}
 	return out
 }

@@ -239,8 +239,35 @@ func TestModuleCreateFailureAppliesTheOthers(t *testing.T) {
 	if !strings.Contains(text, `iifname "docker0" jump egress_bridge`) || strings.Contains(text, "isolated") {
 		t.Errorf("table after a failed create:\n%s", text)
 	}
-	if len(plan.Pending) != 1 || plan.Pending[0].Target != "docker network isolated" {
+	if len(plan.Pending) != 1 || plan.Pending[0].Target != "docker network isolated" || !strings.Contains(plan.Pending[0].Detail, "creating it failed") {
 		t.Errorf("pending after a failed create: %+v", plan.Pending)
+	}
+
+	// The retry fails the same way, and writes nothing: the live table is
+	// already the one without it (a write would set off the agent's
+	// nftables monitor, and another failing run).
+	retry, err := m.Plan(ctx, liveEnv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Apply(ctx, liveEnv, retry); !errors.Is(err, d.createErr) {
+		t.Fatalf("retry: Apply = %v, want the creation's error", err)
+	}
+	if tables.replaces != 1 {
+		t.Errorf("%d replacements; want 1: the retry had nothing to write", tables.replaces)
+	}
+
+	// Once creating works, it is created and gets its rules.
+	d.createErr = nil
+	ok, err := m.Plan(ctx, liveEnv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Apply(ctx, liveEnv, ok); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(Render(tables.live["dockward"]), `iifname "br-abcdefabcdef" counter drop`) || len(ok.Pending) != 0 {
+		t.Errorf("after a create that worked: pending %+v, table:\n%s", ok.Pending, Render(tables.live["dockward"]))
 	}
 }
 
