@@ -133,9 +133,12 @@ agent_pid=$!
 need "the agent's start converge" wait_for 60 "agent start" grep -q 'trigger=start' "$agent_log"
 expect_contains "$(cat "$agent_log")" 'docker network \"dw41late\"' "the agent warns about the missing network"
 need "network dw41late created" docker network create dw41late
+created=$(date +%s.%N)
 bridge=br-$(docker network inspect -f '{{.Id}}' dw41late | cut -c1-12)
 check "the agent applies dw41late's rules (bounded wait)" \
 	wait_for 30 "rules for $bridge" bash -c 'nft list chain inet dockward forward | grep -qF "iifname \"$0\" jump egress_dw41late"' "$bridge"
+# A figure, not an assertion: polled every 0.2 s, so an upper bound.
+note "dw41late's rules were in force $(awk -v a="$created" -v b="$(date +%s.%N)" 'BEGIN { printf "%.2f", b - a }') s after docker network create returned"
 # The converge's own log line comes after the table is in: wait for it too.
 check "...in a converge set off by Docker's network event" \
 	wait_for 30 "the converge's log line" grep -qF "event: firewall (docker: network dw41late: create)" "$agent_log"
