@@ -371,3 +371,41 @@ func ExampleRender() {
 	// 	}
 	// }
 }
+
+// Interfaces are matched by name, never by index (iif, oif): an index
+// exists only once the interface does, and a bridge that is deleted and
+// made again gets a new one. Matching by name is what makes a declared
+// bridge's rules hold from the moment it appears, with nothing re-applied.
+func TestBuildMatchesInterfacesByName(t *testing.T) {
+	for _, hcl := range []string{exampleHCL, missingHCL, richHCL, packetsHCL} {
+		b := decodeHCL(t, hcl)
+		bridges := map[string]string{}
+		for _, n := range b.Networks {
+			bridges[n.Name] = "br-" + n.Name
+		}
+		rs, err := Build(b, bridges)
+		if err != nil {
+			t.Fatal(err)
+		}
+		names := 0
+		for _, c := range rs.Chains {
+			for _, r := range c.Rules {
+				for _, e := range r.Exprs {
+					m, ok := e.(*expr.Meta)
+					if !ok {
+						continue
+					}
+					switch m.Key {
+					case expr.MetaKeyIIF, expr.MetaKeyOIF:
+						t.Errorf("chain %s matches an interface by index: %s", c.Name, RenderRule(r))
+					case expr.MetaKeyIIFNAME, expr.MetaKeyOIFNAME:
+						names++
+					}
+				}
+			}
+		}
+		if names == 0 {
+			t.Errorf("no interface name matches at all: the check above proves nothing")
+		}
+	}
+}
