@@ -5,7 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"sync/atomic"
+	"slices"
 	"time"
 
 	"github.com/sirupsen/logrus"
@@ -22,39 +22,61 @@ type Engine struct {
 	Log      *logrus.Logger
 	// LockWait bounds how long a run waits for another run's lock.
 	LockWait time.Duration
-	// Only, when not empty, restricts a run to these module IDs (apply
-	// --only; the run loop converges only the modules an event concerns,
-	// plus their restarters: see WithRestarters).
-	Only map[string]bool
 }
 
-// runs numbers the engine's runs (Env.Run).
-var runs atomic.Uint64
+// Selection restricts a run to some module IDs (apply --only; the run loop
+// converges only the modules an event concerns, plus their restarters: see
+// WithRestarters). A nil or empty Selection runs every module.
+type Selection map[string]bool
 
-func (e *Engine) env(applying bool) *Env {
-	log := e.Log
-	if log == nil {
-		log = logrus.StandardLogger()
-	}
-	return &Env{
-		Run:      runs.Add(1),
-		Root:     e.Root,
-		StateDir: e.StateDir,
-		Log:      logrus.NewEntry(log),
-		Upstream: map[string][]Change{},
-		Journal:  NewJournal(e.StateDir),
-		Applying: applying,
+func (s Selection) has(m Module) bool { return len(s) == 0 || s[m.ID()] }
+
+// run is one plan or apply: what the engine keeps while it goes through the
+// modules.
+type run struct {
+	e       *Engine
+	env     *Env
+	journal *Journal
+	rep     *Report
+	// upstream holds, for every module handled so far, the changes that
+	// dependents read: planned (plan) or made (apply).
+	upstream map[string][]Change
+	// changed are the modules that changed in this apply, and index their
+	// place in rep.Modules: a rollback marks them there.
+	changed map[string]bool
+	index   map[string]int
+}
+
+func (e *Engine) newRun(command string) *run {
+	return &run{
+		e:        e,
+		env:      &Env{Root: e.Root, StateDir: e.StateDir, Log: logrus.NewEntry(e.logger())},
+		journal:  NewJournal(e.StateDir),
+		rep:      &Report{FormatVersion: ReportFormatVersion, Command: command, Start: time.Now().UTC()},
+		upstream: map[string][]Change{},
+		changed:  map[string]bool{},
+		index:    map[string]int{},
 	}
 }
 
-func (e *Engine) selected(m Module) bool {
-	return len(e.Only) == 0 || e.Only[m.ID()]
+// moduleEnv is the Env one module gets: its own log fields, and for a
+// Restarter what its unit owes.
+func (r *run) moduleEnv(m Module) (*Env, error) {
+	env := r.env.with(r.env.Log.WithField("module", m.ID()))
+	if rs, ok := m.(Restarter); ok {
+		d, err := r.due(rs)
+		if err != nil {
+			return env, err
+		}
+		env.Due = d
+	}
+	return env, nil
 }
 
 // WithRestarters adds to ids the modules that restart on any of them, so
 // that a change an event corrects still gets its restart.
-func (e *Engine) WithRestarters(ids map[string]bool) map[string]bool {
-	out := map[string]bool{}
+func (e *Engine) WithRestarters(ids Selection) Selection {
+	out := Selection{}
 	for id := range ids {
 		out[id] = true
 	}
@@ -85,10 +107,10 @@ func (e *Engine) restartersOf(id string) []Restarter {
 	return out
 }
 
-// Plan looks at every module and reports what apply would do. It changes
-// nothing on the host and writes nothing to the state directory; it takes
-// a shared lock only when the state directory already exists.
-func (e *Engine) Plan(ctx context.Context) (*Report, error) {
+// Plan looks at the selected modules and reports what apply would do. It
+// changes nothing on the host and writes nothing to the state directory; it
+// takes a shared lock only when the state directory already exists.
+func (e *Engine) Plan(ctx context.Context, only Selection) (*Report, error) {
 	if _, err := os.Stat(e.StateDir); err == nil {
 		l, err := AcquireLock(ctx, e.StateDir, false, e.lockWait(), logrus.NewEntry(e.logger()))
 		if err != nil {
@@ -96,96 +118,100 @@ func (e *Engine) Plan(ctx context.Context) (*Report, error) {
 		}
 		defer l.Release() //nolint:errcheck
 	}
-	env := e.env(false)
-	rep := &Report{FormatVersion: ReportFormatVersion, Command: "plan", Start: time.Now().UTC()}
+	r := e.newRun("plan")
 	for _, m := range e.Modules {
-		if !e.selected(m) {
+		if !only.has(m) {
 			continue
 		}
-		start := time.Now()
-		log := env.Log.WithField("module", m.ID())
-		log.Debug("planning")
-		mr := ModuleResult{ID: m.ID(), Changes: []Change{}}
-		p, err := m.Plan(ctx, env.with(log))
-		switch {
-		case errors.Is(err, ErrOffline):
-			mr.Status = StatusSkipped
-			mr.Error = ErrOffline.Error()
-		case err != nil:
-			mr.Status = StatusFailed
-			mr.Error = err.Error()
-			log.WithError(err).Error("plan failed")
-		case p.Empty():
-			mr.Status = StatusOK
-			mr.Pending = p.Pending
-		default:
-			mr.Pending = p.Pending
-			mr.Status = StatusChanged
-			mr.Changes = p.Changes
-			if r := relevant(p.Changes); len(r) > 0 {
-				env.Upstream[m.ID()] = r
-			}
-		}
-		mr.Duration = time.Since(start).Seconds()
-		rep.Modules = append(rep.Modules, mr)
+		r.rep.Modules = append(r.rep.Modules, r.planOne(ctx, m))
 	}
-	rep.Duration = time.Since(rep.Start).Seconds()
-	return rep, nil
+	r.rep.Duration = time.Since(r.rep.Start).Seconds()
+	return r.rep, nil
 }
 
-// Apply converges every module in order under the exclusive run lock and
-// writes the run report to the state directory.
-func (e *Engine) Apply(ctx context.Context) (*Report, error) {
+func (r *run) planOne(ctx context.Context, m Module) ModuleResult {
+	start := time.Now()
+	mr := ModuleResult{ID: m.ID(), Changes: []Change{}}
+	defer func() { mr.Duration = time.Since(start).Seconds() }()
+	env, err := r.moduleEnv(m)
+	log := env.Log
+	log.Debug("planning")
+	var p *Plan
+	if err == nil {
+		p, err = m.Plan(ctx, env)
+	}
+	switch {
+	case errors.Is(err, ErrOffline):
+		mr.Status, mr.Error, mr.err = StatusSkipped, ErrOffline.Error(), err
+	case err != nil:
+		mr.Status, mr.Error, mr.err = StatusFailed, err.Error(), err
+		log.WithError(err).Error("plan failed")
+	case p.Empty():
+		mr.Status = StatusOK
+		mr.Pending = p.Pending
+	default:
+		mr.Pending = p.Pending
+		mr.Status = StatusChanged
+		mr.Changes = p.Changes
+		if rel := relevant(p.Changes); len(rel) > 0 {
+			r.upstream[m.ID()] = rel
+		}
+	}
+	return mr
+}
+
+// Apply converges the selected modules in order under the exclusive run
+// lock and writes the run report to the state directory.
+func (e *Engine) Apply(ctx context.Context, only Selection) (*Report, error) {
 	l, err := AcquireLock(ctx, e.StateDir, true, e.lockWait(), logrus.NewEntry(e.logger()))
 	if err != nil {
 		return nil, err
 	}
 	defer l.Release() //nolint:errcheck
 
-	env := e.env(true)
-	rep := &Report{FormatVersion: ReportFormatVersion, Command: "apply", Start: time.Now().UTC()}
-	changedThisRun := map[string]bool{}
-	index := map[string]int{} // module ID -> position in rep.Modules
-	env.RollbackUpstream = func(ctx context.Context, ids []string) error {
-		return e.rollback(ctx, env, ids, changedThisRun, rep, index)
-	}
-
+	r := e.newRun("apply")
 	for _, m := range e.Modules {
-		if !e.selected(m) {
+		if !only.has(m) {
 			continue
 		}
-		mr := e.applyOne(ctx, env, m, changedThisRun)
-		index[m.ID()] = len(rep.Modules)
-		rep.Modules = append(rep.Modules, mr)
+		mr := r.applyOne(ctx, m)
+		r.index[m.ID()] = len(r.rep.Modules)
+		r.rep.Modules = append(r.rep.Modules, mr)
 	}
-	if !rep.Failed() {
-		e.commit(ctx, env, rep)
+	if !r.rep.Failed() {
+		e.commit(ctx, r.env, r.rep)
 	}
-	rep.Duration = time.Since(rep.Start).Seconds()
-	if err := WriteReport(e.StateDir, rep); err != nil {
+	r.rep.Duration = time.Since(r.rep.Start).Seconds()
+	if err := WriteReport(e.StateDir, r.rep); err != nil {
 		e.logger().WithError(err).Error("could not write the run report")
-		return rep, err
+		return r.rep, err
 	}
-	return rep, nil
+	return r.rep, nil
 }
 
-func (e *Engine) applyOne(ctx context.Context, env *Env, m Module, changedThisRun map[string]bool) ModuleResult {
+func (r *run) applyOne(ctx context.Context, m Module) ModuleResult {
 	start := time.Now()
-	log := env.Log.WithField("module", m.ID())
-	menv := env.with(log)
 	mr := ModuleResult{ID: m.ID(), Changes: []Change{}}
 	defer func() { mr.Duration = time.Since(start).Seconds() }()
+	env, err := r.moduleEnv(m)
+	log := env.Log
+	fail := func(err error) ModuleResult {
+		mr.Status, mr.Error, mr.err = StatusFailed, err.Error(), err
+		log.WithError(err).Error("failed")
+		return mr
+	}
+	if err != nil {
+		return fail(err)
+	}
 
-	p, err := m.Plan(ctx, menv)
+	p, err := m.Plan(ctx, env)
 	if errors.Is(err, ErrOffline) {
-		mr.Status, mr.Error = StatusSkipped, ErrOffline.Error()
+		mr.Status, mr.Error, mr.err = StatusSkipped, ErrOffline.Error(), err
 		log.Info("skipped (offline)")
 		return mr
 	}
 	if err != nil {
-		mr.Status, mr.Error = StatusFailed, err.Error()
-		log.WithError(err).Error("failed")
-		return mr
+		return fail(err)
 	}
 	mr.Pending = p.Pending
 	if p.Empty() {
@@ -196,63 +222,46 @@ func (e *Engine) applyOne(ctx context.Context, env *Env, m Module, changedThisRu
 
 	// The restart owed is recorded durably before the change is written,
 	// so a crash between the write and the restart still restarts.
-	type saved struct {
-		unit string
-		prev *Owed
+	owed, err := r.owe(m, p.Changes)
+	if err != nil {
+		r.withdraw(owed)
+		return fail(err)
 	}
-	var owed []saved
-	restarters := e.restartersOf(m.ID())
-	if len(relevant(p.Changes)) == 0 {
-		restarters = nil // only metadata changes: nothing to restart for
-	}
-	for _, r := range restarters {
-		prev, err := env.Journal.Get(r.Unit())
-		if err == nil {
-			err = env.Journal.Owe(r.Unit(), m.ID(), relevant(p.Changes))
-		}
-		if err != nil {
-			mr.Status, mr.Error = StatusFailed, fmt.Sprintf("record restart owed by %s: %v", r.Unit(), err)
-			log.WithError(err).Error("failed")
-			return mr
-		}
-		owed = append(owed, saved{r.Unit(), prev})
-	}
-
 	for _, c := range p.Changes {
 		log.WithField("target", c.Target).Infof("%s %s", c.Action, describe(c))
 	}
-	err = m.Apply(ctx, menv, p)
+	mr.Changes = p.Changes
+	err = m.Apply(ctx, env, p)
 	mr.Pending = p.Pending // Apply may have found more or less waiting than Plan
+	rs, restarter := m.(Restarter)
+	var vf *VerifyError
+	if restarter && errors.As(err, &vf) {
+		err = r.recover(ctx, rs, env, p, env.Due, vf)
+	}
+	var rb *RolledBackError
+	if restarter && (err == nil || errors.As(err, &rb)) {
+		// Verified: on the new files, or, rolled back, on the old ones.
+		err = errors.Join(err, r.settle(rs, env.Due))
+	}
 	if err != nil {
-		mr.Status, mr.Error = StatusFailed, err.Error()
-		var rb *RolledBackError
+		mr.Status, mr.Error, mr.err = StatusFailed, err.Error(), err
 		if errors.As(err, &rb) {
 			mr.Status = StatusRolledBack
 		}
-		mr.Changes = p.Changes
 		log.WithError(err).Error("failed")
 		// Modules apply all or nothing: a failed apply changed nothing,
 		// so it owes no restart. Put back what the journal held before.
 		if mr.Status == StatusFailed {
-			for _, s := range owed {
-				if err := env.Journal.Restore(s.unit, s.prev); err != nil {
-					log.WithError(err).Warn("could not withdraw the restart owed; the next run will restart")
-				}
-			}
+			r.withdraw(owed)
 		}
 		return mr
 	}
-	for _, s := range owed {
-		if err := env.Journal.MarkWritten(s.unit, time.Now()); err != nil {
-			log.WithError(err).Warn("could not record when the change was written; the unit will restart")
-		}
-	}
+	r.written(owed)
 	mr.Status = StatusChanged
-	mr.Changes = p.Changes
-	if r := relevant(p.Changes); len(r) > 0 {
-		env.Upstream[m.ID()] = r
+	if rel := relevant(p.Changes); len(rel) > 0 {
+		r.upstream[m.ID()] = rel
 	}
-	changedThisRun[m.ID()] = true
+	r.changed[m.ID()] = true
 	log.Info("changed")
 	return mr
 }
@@ -277,34 +286,31 @@ func (e *Engine) commit(ctx context.Context, env *Env, rep *Report) {
 	}
 }
 
-// rollback restores the listed modules that changed in this run, latest first.
-func (e *Engine) rollback(ctx context.Context, env *Env, ids []string, changed map[string]bool, rep *Report, index map[string]int) error {
+// rollback restores the listed modules that changed in this run, latest
+// first, and marks them rolled back in the report.
+func (r *run) rollback(ctx context.Context, ids []string) error {
 	var errs []error
-	for i := len(e.Modules) - 1; i >= 0; i-- {
-		m := e.Modules[i]
-		want := false
-		for _, id := range ids {
-			want = want || id == m.ID()
-		}
-		if !want || !changed[m.ID()] {
+	for i := len(r.e.Modules) - 1; i >= 0; i-- {
+		m := r.e.Modules[i]
+		if !slices.Contains(ids, m.ID()) || !r.changed[m.ID()] {
 			continue
 		}
 		rb, ok := m.(Rollbacker)
 		if !ok {
 			continue
 		}
-		log := env.Log.WithField("module", m.ID())
-		if err := rb.Rollback(ctx, env.with(log)); err != nil {
+		log := r.env.Log.WithField("module", m.ID())
+		if err := rb.Rollback(ctx, r.env.with(log)); err != nil {
 			errs = append(errs, fmt.Errorf("roll back %s: %w", m.ID(), err))
 			log.WithError(err).Error("rollback failed")
 			continue
 		}
 		log.Warn("rolled back to the last-known-good state")
-		if j, ok := index[m.ID()]; ok {
-			rep.Modules[j].Status = StatusRolledBack
-			rep.Modules[j].Error = "rolled back after a failed restart"
+		if j, ok := r.index[m.ID()]; ok {
+			r.rep.Modules[j].Status = StatusRolledBack
+			r.rep.Modules[j].Error = "rolled back after a failed restart"
 		}
-		delete(changed, m.ID())
+		delete(r.changed, m.ID())
 	}
 	return errors.Join(errs...)
 }
@@ -326,6 +332,7 @@ func (e *Engine) lockWait() time.Duration {
 func (env *Env) with(log *logrus.Entry) *Env {
 	c := *env
 	c.Log = log
+	c.Due = Due{}
 	return &c
 }
 

@@ -7,7 +7,10 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"sort"
+	"strings"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/dockward/dockward/agent/agenttest"
@@ -50,45 +53,43 @@ func (f *fakeModule) Apply(ctx context.Context, env *Env, p *Plan) error {
 }
 func (f *fakeModule) Rollback(ctx context.Context, env *Env) error { f.rolled++; return nil }
 
-// fakeUnit restarts when an upstream changed or a restart is owed.
+// fakeUnit restarts when the engine says its unit owes a restart.
 type fakeUnit struct {
 	deps      []string
 	restarts  int
+	retries   int
 	failFirst bool
 	sawOwed   []string
+	sawDue    Due
 }
 
 func (u *fakeUnit) ID() string          { return "service.unit" }
 func (u *fakeUnit) Unit() string        { return "unit" }
 func (u *fakeUnit) RestartOn() []string { return u.deps }
+func (u *fakeUnit) RollsBack() bool     { return true }
 func (u *fakeUnit) Plan(ctx context.Context, env *Env) (*Plan, error) {
-	owed, err := env.Journal.Get("unit")
-	if err != nil {
-		return nil, err
-	}
-	need := owed != nil
-	for _, d := range u.deps {
-		need = need || len(env.Upstream[d]) > 0
-	}
-	if !need {
+	u.sawDue = env.Due
+	if !env.Due.Owed() {
 		return &Plan{}, nil
 	}
-	if owed != nil {
-		u.sawOwed = owed.Modules()
+	u.sawOwed = nil
+	for id := range env.Due.Changes {
+		u.sawOwed = append(u.sawOwed, id)
 	}
-	return &Plan{Changes: []Change{{Action: Update, Target: "unit", Detail: "restart"}}}, nil
+	sort.Strings(u.sawOwed)
+	return &Plan{Changes: []Change{{Action: Update, Target: "unit", Detail: string(env.Due.Kind)}}}, nil
 }
 func (u *fakeUnit) Apply(ctx context.Context, env *Env, p *Plan) error {
 	u.restarts++
 	if u.failFirst {
 		u.failFirst = false
-		if err := env.RollbackUpstream(ctx, u.deps); err != nil {
-			return err
-		}
-		_ = env.Journal.Clear("unit")
-		return &RolledBackError{Err: errors.New("unit did not come back")}
+		return &VerifyError{Err: errors.New("unit did not come back")}
 	}
-	return env.Journal.Clear("unit")
+	return nil
+}
+func (u *fakeUnit) Retry(ctx context.Context, env *Env, p *Plan) error {
+	u.retries++
+	return nil
 }
 
 func newEngine(t *testing.T, mods ...Module) *Engine {
@@ -107,7 +108,7 @@ func TestApplyThenPlanIsEmptyAndExitCodes(t *testing.T) {
 	e := newEngine(t, a, b, u)
 	ctx := context.Background()
 
-	plan, err := e.Plan(ctx)
+	plan, err := e.Plan(ctx, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -121,7 +122,7 @@ func TestApplyThenPlanIsEmptyAndExitCodes(t *testing.T) {
 		t.Fatalf("plan created the state directory: %v", err)
 	}
 
-	rep, err := e.Apply(ctx)
+	rep, err := e.Apply(ctx, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -131,14 +132,14 @@ func TestApplyThenPlanIsEmptyAndExitCodes(t *testing.T) {
 	if u.restarts != 1 {
 		t.Fatalf("restarts = %d, want 1", u.restarts)
 	}
-	rep, err = e.Apply(ctx)
+	rep, err = e.Apply(ctx, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if got := rep.ExitCode(); got != ExitOK || u.restarts != 1 {
 		t.Fatalf("second apply exit = %d restarts = %d, want 0 and 1", got, u.restarts)
 	}
-	plan, _ = e.Plan(ctx)
+	plan, _ = e.Plan(ctx, nil)
 	if plan.ExitCode() != ExitOK {
 		t.Fatalf("plan after apply not empty: %+v", plan)
 	}
@@ -149,7 +150,7 @@ func TestOneRestartWhenTwoUpstreamsChanged(t *testing.T) {
 	b := &fakeModule{id: "b", have: str("1"), want: "2"}
 	u := &fakeUnit{deps: []string{"a", "b"}}
 	e := newEngine(t, a, b, u)
-	if _, err := e.Apply(context.Background()); err != nil {
+	if _, err := e.Apply(context.Background(), nil); err != nil {
 		t.Fatal(err)
 	}
 	if u.restarts != 1 {
@@ -163,10 +164,10 @@ func TestOneRestartWhenTwoUpstreamsChanged(t *testing.T) {
 func TestRestartOwedIsRecordedBeforeTheChange(t *testing.T) {
 	var owedAtWrite *Owed
 	a := &fakeModule{id: "a", have: str("1"), want: "2"}
-	a.onApply = func(env *Env) { owedAtWrite, _ = env.Journal.Get("unit") }
+	a.onApply = func(env *Env) { owedAtWrite, _ = NewJournal(env.StateDir).Get("unit") }
 	u := &fakeUnit{deps: []string{"a"}}
 	e := newEngine(t, a, u)
-	if _, err := e.Apply(context.Background()); err != nil {
+	if _, err := e.Apply(context.Background(), nil); err != nil {
 		t.Fatal(err)
 	}
 	if owedAtWrite == nil || len(owedAtWrite.Changes["a"]) != 1 {
@@ -187,7 +188,7 @@ func TestCrashBetweenWriteAndRestartStillRestarts(t *testing.T) {
 	u := &fakeUnit{deps: []string{"a"}}
 	e := newEngine(t, a, u)
 	e.StateDir = stateDir
-	rep, err := e.Apply(context.Background())
+	rep, err := e.Apply(context.Background(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -200,7 +201,7 @@ func TestFailedApplyWithdrawsTheOwedRestart(t *testing.T) {
 	a := &fakeModule{id: "a", have: str("1"), want: "2", applyErr: errors.New("disk full")}
 	u := &fakeUnit{deps: []string{"a"}}
 	e := newEngine(t, a, u)
-	rep, err := e.Apply(context.Background())
+	rep, err := e.Apply(context.Background(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -220,12 +221,15 @@ func TestRollbackMarksUpstreamAndFailsTheRun(t *testing.T) {
 	other := &fakeModule{id: "other", have: str("1"), want: "2"}
 	u := &fakeUnit{deps: []string{"a"}, failFirst: true}
 	e := newEngine(t, a, other, u)
-	rep, err := e.Apply(context.Background())
+	rep, err := e.Apply(context.Background(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if a.rolled != 1 || other.rolled != 0 {
 		t.Fatalf("rolled back a=%d other=%d, want 1 and 0", a.rolled, other.rolled)
+	}
+	if u.retries != 1 {
+		t.Fatalf("retries = %d, want 1: the engine restarts again after the rollback", u.retries)
 	}
 	got := map[string]Status{}
 	for _, m := range rep.Modules {
@@ -244,14 +248,14 @@ func TestOfflineAndPlanErrors(t *testing.T) {
 	a := &fakeModule{id: "a", have: str("1"), want: "1", planErr: ErrOffline}
 	b := &fakeModule{id: "b", have: str("1"), want: "1", planErr: errors.New("parse /etc/docker/daemon.json:3:7: invalid character")}
 	e := newEngine(t, a, b)
-	rep, _ := e.Plan(context.Background())
+	rep, _ := e.Plan(context.Background(), nil)
 	if rep.Modules[0].Status != StatusSkipped || rep.Modules[1].Status != StatusFailed {
 		t.Fatalf("statuses: %+v", rep.Modules)
 	}
 	if rep.ExitCode() != ExitUsage {
 		t.Fatalf("plan exit = %d, want 1", rep.ExitCode())
 	}
-	rep, _ = e.Apply(context.Background())
+	rep, _ = e.Apply(context.Background(), nil)
 	if rep.ExitCode() != ExitFailed {
 		t.Fatalf("apply exit = %d, want 4", rep.ExitCode())
 	}
@@ -260,7 +264,7 @@ func TestOfflineAndPlanErrors(t *testing.T) {
 func TestReportIsWritten(t *testing.T) {
 	a := &fakeModule{id: "a", have: str("1"), want: "2"}
 	e := newEngine(t, a)
-	if _, err := e.Apply(context.Background()); err != nil {
+	if _, err := e.Apply(context.Background(), nil); err != nil {
 		t.Fatal(err)
 	}
 	b, err := os.ReadFile(ReportPath(e.StateDir))
@@ -285,6 +289,10 @@ func TestReportIsWritten(t *testing.T) {
 }
 
 func TestSecondRunWaitsForTheLock(t *testing.T) {
+	synctest.Test(t, testSecondRunWaitsForTheLock)
+}
+
+func testSecondRunWaitsForTheLock(t *testing.T) {
 	stateDir := t.TempDir()
 	log := logrus.NewEntry(logrus.New())
 	first, err := AcquireLock(context.Background(), stateDir, true, time.Second, log)
@@ -303,7 +311,14 @@ func TestSecondRunWaitsForTheLock(t *testing.T) {
 		}
 		done <- err
 	}()
-	time.Sleep(150 * time.Millisecond)
+	// The second run is blocked, polling for the lock, on the bubble's
+	// clock; it has not got it.
+	synctest.Wait()
+	select {
+	case err := <-done:
+		t.Fatalf("second run went ahead while the lock was held: %v", err)
+	default:
+	}
 	if err := first.Release(); err != nil {
 		t.Fatal(err)
 	}
@@ -317,8 +332,7 @@ func TestOnlySelectsModulesAndTheirRestarters(t *testing.T) {
 	b := &fakeModule{id: "b", have: str("1"), want: "2"}
 	u := &fakeUnit{deps: []string{"a"}}
 	e := newEngine(t, a, b, u)
-	e.Only = e.WithRestarters(map[string]bool{"a": true})
-	if _, err := e.Apply(context.Background()); err != nil {
+	if _, err := e.Apply(context.Background(), e.WithRestarters(Selection{"a": true})); err != nil {
 		t.Fatal(err)
 	}
 	if a.applied != 1 || b.applied != 0 || u.restarts != 1 {
@@ -360,8 +374,7 @@ func TestOnlyIsStrictForTheCommandLine(t *testing.T) {
 	a := &fakeModule{id: "a", have: str("1"), want: "2"}
 	u := &fakeUnit{deps: []string{"a"}}
 	e := newEngine(t, a, u)
-	e.Only = map[string]bool{"a": true}
-	if _, err := e.Apply(context.Background()); err != nil {
+	if _, err := e.Apply(context.Background(), Selection{"a": true}); err != nil {
 		t.Fatal(err)
 	}
 	if a.applied != 1 || u.restarts != 0 {
@@ -383,14 +396,14 @@ func TestCommitOnlyAfterARunWithoutFailures(t *testing.T) {
 	a := &committing{fakeModule: &fakeModule{id: "a", have: str("1"), want: "2"}}
 	bad := &fakeModule{id: "bad", have: str("1"), want: "2", applyErr: errors.New("boom")}
 	e := newEngine(t, a, bad)
-	if _, err := e.Apply(context.Background()); err != nil {
+	if _, err := e.Apply(context.Background(), nil); err != nil {
 		t.Fatal(err)
 	}
 	if a.commits != 0 {
 		t.Fatal("committed after a failed run")
 	}
 	bad.applyErr = nil
-	if _, err := e.Apply(context.Background()); err != nil {
+	if _, err := e.Apply(context.Background(), nil); err != nil {
 		t.Fatal(err)
 	}
 	if a.commits != 1 {
@@ -412,7 +425,7 @@ func TestMetadataChangesOweNoRestart(t *testing.T) {
 	a := &metaModule{fakeModule{id: "a", have: str("0600"), want: "0644"}}
 	u := &fakeUnit{deps: []string{"a"}}
 	e := newEngine(t, a, u)
-	rep, err := e.Apply(context.Background())
+	rep, err := e.Apply(context.Background(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -420,6 +433,98 @@ func TestMetadataChangesOweNoRestart(t *testing.T) {
 		t.Fatalf("restarts = %d exit = %d, want 0 and 2", u.restarts, rep.ExitCode())
 	}
 }
+
+// reloadModule plans one change whose Reload flag is reload.
+type reloadModule struct {
+	fakeModule
+	reload bool
+}
+
+func (m *reloadModule) Plan(ctx context.Context, env *Env) (*Plan, error) {
+	p, err := m.fakeModule.Plan(ctx, env)
+	for i := range p.Changes {
+		p.Changes[i].Reload = m.reload
+	}
+	return p, err
+}
+
+// The unit owes a reload only when every owed change says a reload takes
+// it in; a change of any other kind, from any module, makes it a restart.
+func TestDueKind(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		reloads []bool // one upstream module each
+		want    RestartKind
+	}{
+		{"reloadable keys only", []bool{true}, Reload},
+		{"two modules, both reloadable", []bool{true, true}, Reload},
+		{"mixed modules", []bool{true, false}, Restart},
+		{"not reloadable", []bool{false}, Restart},
+		{"nothing owed", nil, NoRestart},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var mods []Module
+			var deps []string
+			for i, r := range tc.reloads {
+				id := string(rune('a' + i))
+				mods = append(mods, &reloadModule{fakeModule{id: id, have: str("1"), want: "2"}, r})
+				deps = append(deps, id)
+			}
+			u := &fakeUnit{deps: deps}
+			e := newEngine(t, append(mods, u)...)
+			if _, err := e.Plan(context.Background(), nil); err != nil {
+				t.Fatal(err)
+			}
+			if u.sawDue.Kind != tc.want {
+				t.Errorf("plan: due %q, want %q", u.sawDue.Kind, tc.want)
+			}
+			if _, err := e.Apply(context.Background(), nil); err != nil {
+				t.Fatal(err)
+			}
+			if u.sawDue.Kind != tc.want {
+				t.Errorf("apply: due %q, want %q", u.sawDue.Kind, tc.want)
+			}
+			if diff := cmp.Diff(deps, u.sawDue.ChangedNow); tc.want != NoRestart && diff != "" {
+				t.Errorf("changed now (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+// A restart that fails verification without rollback stays owed: the
+// engine clears the journal only after the module succeeded.
+func TestFailedRestartStaysOwed(t *testing.T) {
+	a := &fakeModule{id: "a", have: str("1"), want: "2"}
+	u := &noRollbackUnit{fakeUnit{deps: []string{"a"}, failFirst: true}}
+	e := newEngine(t, a, u)
+	rep, err := e.Apply(context.Background(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.ExitCode() != ExitChangedAndFail || a.rolled != 0 {
+		t.Fatalf("exit = %d rolled = %d, want 6 and 0", rep.ExitCode(), a.rolled)
+	}
+	if !strings.HasSuffix(rep.Modules[1].Error, "; rollback is off, the new files stay and the restart stays owed") {
+		t.Errorf("error = %q", rep.Modules[1].Error)
+	}
+	if o, _ := NewJournal(e.StateDir).Get("unit"); o == nil {
+		t.Fatal("the failed restart was cleared from the journal")
+	}
+	// The next run restarts for what the journal owes, and clears it.
+	if _, err := e.Apply(context.Background(), nil); err != nil {
+		t.Fatal(err)
+	}
+	if u.restarts != 2 || len(u.sawDue.ChangedNow) != 0 {
+		t.Fatalf("restarts = %d, changed now %v; want 2 and none", u.restarts, u.sawDue.ChangedNow)
+	}
+	if o, _ := NewJournal(e.StateDir).Get("unit"); o != nil {
+		t.Fatalf("journal not cleared after the verified restart: %+v", o)
+	}
+}
+
+type noRollbackUnit struct{ fakeUnit }
+
+func (u *noRollbackUnit) RollsBack() bool { return false }
 
 // pendingModule has something declared that is not there yet: not a
 // change, not a failure. Apply refreshes the list (it may find less).
@@ -448,7 +553,7 @@ func TestPendingIsReportedAndChangesNoExitCode(t *testing.T) {
 	e := newEngine(t, m)
 	ctx := context.Background()
 
-	plan, err := e.Plan(ctx)
+	plan, err := e.Plan(ctx, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -458,7 +563,7 @@ func TestPendingIsReportedAndChangesNoExitCode(t *testing.T) {
 	if d := cmp.Diff(waiting, plan.Modules[0].Pending); d != "" {
 		t.Errorf("plan's pending (-want +got):\n%s", d)
 	}
-	rep, err := e.Apply(ctx)
+	rep, err := e.Apply(ctx, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -477,7 +582,7 @@ func TestPendingIsReportedAndChangesNoExitCode(t *testing.T) {
 	// found pending, not what Plan did.
 	m.have, m.applyPending = str("old"), nil
 	m.want = "new"
-	rep, err = e.Apply(ctx)
+	rep, err = e.Apply(ctx, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

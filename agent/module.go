@@ -42,6 +42,11 @@ type Change struct {
 	// Metadata marks a change that dependents do not read (a file's mode
 	// or owner): it owes no restart.
 	Metadata bool `json:"metadata,omitempty"`
+	// Reload marks a change that the units restarting on this module take
+	// in with a reload instead of a restart (a daemon.json key dockerd
+	// re-reads on SIGHUP). The module that makes the change knows; the
+	// engine owes a reload only when every owed change says so.
+	Reload bool `json:"reload,omitempty"`
 }
 
 // relevant returns the changes that dependents read (not Metadata).
@@ -90,14 +95,35 @@ type Module interface {
 	Apply(ctx context.Context, env *Env, plan *Plan) error
 }
 
-// Restarter is implemented by modules that restart something when other
-// modules change (service's restart_on). RestartOn returns module IDs.
+// Restarter is implemented by modules that restart (or reload) something
+// when other modules change (service's restart_on). The engine owns the
+// bookkeeping: it records the owed restart durably before an upstream
+// change is written, hands the Restarter what is owed in Env.Due, clears
+// it after the Restarter's Apply succeeded, and, when Apply returns a
+// *VerifyError, rolls the upstream modules back and calls Retry. See
+// docs/architecture.md, "Restarts and reloads".
 type Restarter interface {
 	Module
 	// Unit is the name the restart-owed journal records ("docker.service").
 	Unit() string
+	// RestartOn returns the IDs of the modules whose changes the unit owes
+	// a restart for.
 	RestartOn() []string
+	// RollsBack reports whether a restart that does not verify should
+	// restore the upstream modules' last-known-good state (rollback = true).
+	RollsBack() bool
+	// Retry runs the restart of plan once more, after the engine restored
+	// the upstream modules, and verifies it.
+	Retry(ctx context.Context, env *Env, plan *Plan) error
 }
+
+// VerifyError is returned by a Restarter's Apply (and Retry) when the
+// restart, reload or start ran but the unit did not come back verified.
+// The engine reacts to it with rollback and retry; its text is Err's.
+type VerifyError struct{ Err error }
+
+func (e *VerifyError) Error() string { return e.Err.Error() }
+func (e *VerifyError) Unwrap() error { return e.Err }
 
 // Rollbacker is implemented by modules that keep a last-known-good copy of
 // what they wrote and can put it back (docker_daemon, subordinate_ids).
@@ -132,27 +158,14 @@ func (e *RolledBackError) Unwrap() error { return e.Err }
 
 // Env is what the engine hands every module for one run.
 type Env struct {
-	// Run numbers the engine's runs in this process (1, 2, ...), so that a
-	// module can tell a second Plan in the same run from a new run. Zero
-	// means unnumbered (an Env made outside the engine).
-	Run uint64
 	// Root is --root: file modules work under it; "" means the live system.
 	Root string
 	// StateDir is the absolute state directory, already joined with Root.
 	StateDir string
 	Log      *logrus.Entry
-	// Upstream holds, for every module handled earlier in this run, the
-	// changes it planned (during plan) or made (during apply). Restarters
-	// read it to decide whether they owe a restart.
-	Upstream map[string][]Change
-	// Journal is the durable restart-owed record in StateDir.
-	Journal *Journal
-	// RollbackUpstream restores the last-known-good state of the listed
-	// modules, in reverse order of how they ran; only those that changed in
-	// this run are touched. Set by the engine during apply.
-	RollbackUpstream func(ctx context.Context, ids []string) error
-	// Applying is true during apply, false during plan.
-	Applying bool
+	// Due is, for a Restarter, what its unit owes in this run: nothing, a
+	// reload or a restart, and why. Zero for every other module.
+	Due Due
 }
 
 // Offline reports whether live-system modules must skip (--root given).

@@ -34,7 +34,15 @@ type ModuleResult struct {
 	// outside dockward (see Plan.Pending); it changes neither the status
 	// nor the exit code.
 	Pending []Pending `json:"pending,omitempty"`
+
+	// err is the error behind Error, for callers in the same process
+	// (tests that check an error's type); never serialised.
+	err error
 }
+
+// Err returns the error behind Error, nil when the module did not fail or
+// the result was read back from JSON.
+func (m ModuleResult) Err() error { return m.err }
 
 // Report is the outcome of one plan or apply. Apply writes it to
 // StateDir/last-report.json.

@@ -38,6 +38,12 @@ type LoopSettings struct {
 	MetricsTextfile string
 }
 
+// FileWatch reports changes of some files until its context ends; see
+// Loop.WatchFiles.
+type FileWatch interface {
+	Run(ctx context.Context, changed func(path string))
+}
+
 // Loop is `dockward run`: converge now, then on events and on a backstop
 // interval, until its context ends.
 type Loop struct {
@@ -52,6 +58,11 @@ type Loop struct {
 	Notify  func(state string)
 	Metrics *Metrics
 	Log     *logrus.Logger
+	// WatchFiles sets up a watch on files (the configuration, the files of
+	// FileWatchers) and returns it; nil when watching is unavailable. The
+	// watches are in place when it returns. Default: inotify on the files'
+	// directories. Tests pass a fake.
+	WatchFiles func(files []string) FileWatch
 
 	Debounce time.Duration // quiet time that ends a burst of events
 	MaxDelay time.Duration // longest a burst may defer its converge
@@ -92,7 +103,30 @@ func (l *Loop) defaults() {
 	if l.Notify == nil {
 		l.Notify = func(string) {}
 	}
+	if l.WatchFiles == nil {
+		l.WatchFiles = l.inotify
+	}
 	l.rnd = rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 0))
+}
+
+// current is the running configuration: its engine, its settings and the
+// watches on what it manages.
+type current struct {
+	eng     *Engine
+	set     LoopSettings
+	watches *watches
+}
+
+// watches are the goroutines that turn a configuration's event sources
+// into loop events.
+type watches struct {
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+func (w *watches) stop() {
+	w.cancel()
+	w.wg.Wait()
 }
 
 // Run converges until ctx ends. A SIGTERM (ctx cancelled) lets the run in
@@ -111,248 +145,136 @@ func (l *Loop) Run(ctx context.Context) error {
 		default: // a full queue already holds a converge for everything that matters
 		}
 	}
-
-	var watchCancel context.CancelFunc
-	var watchWG sync.WaitGroup
-	startWatch := func() {
-		wctx, cancel := context.WithCancel(ctx)
-		watchCancel = cancel
-		if set.Watch {
-			l.startWatchers(wctx, &watchWG, eng, emit)
-		}
-		if l.ConfigPath != "" {
-			if w := l.newFileWatch([]string{l.ConfigPath}); w != nil {
-				watchWG.Add(1)
-				go func() {
-					defer watchWG.Done()
-					w.run(wctx, func(string) { emit(loopEvent{reason: "configuration changed"}) })
-				}()
-			}
-		}
-	}
-	stopWatch := func() {
-		watchCancel()
-		watchWG.Wait()
-	}
-
 	runCtx := context.WithoutCancel(ctx)
-	supp := &Suppressor{Grace: l.Grace}
-	deb := &Debouncer{Quiet: l.Debounce, MaxDelay: l.MaxDelay}
-	// Modules whose last run failed are retried on their own at retryAt,
-	// backing off exponentially while they keep failing. A module that was
-	// rolled back is not retried early: its desired state is what failed,
-	// and only the interval (or a new configuration) tries it again.
-	//
-	// Events are not retries: they say the host changed, and the change may
-	// be what the failing module waited for (a declared Docker network
-	// created at last; containers on it are unfiltered until its rules are
-	// in). So events go ahead, the failing module's too, but not sooner
-	// than Backoff.Base after its last failure: a flood of outside changes
-	// cannot turn a failing module (a docker restart that rolls back) into
-	// a loop. Such events are held until then.
-	failing := map[string]bool{}
-	failures := 0
-	var retryAt, lastFail time.Time
-	held := map[string]string{} // module ID -> reason, events waiting for heldUntil
-
-	converge := func(only map[string]bool, trigger string) {
-		eng.Only = only
-		ids := moduleIDs(eng)
-		start := time.Now()
-		rep, err := eng.Apply(runCtx)
-		eng.Only = nil
-		if rep == nil {
-			rep = &Report{FormatVersion: ReportFormatVersion, Command: "apply", Start: start.UTC(), Duration: time.Since(start).Seconds()}
-		}
-		wrote := ids // a run that did not report its modules may have written any
-		if len(rep.Modules) > 0 {
-			wrote = nil
-			for _, mr := range rep.Modules {
-				// A failed module wrote nothing: modules apply all or
-				// nothing (the engine's contract), and a failed plan
-				// never got to apply.
-				if mr.Status == StatusChanged || mr.Status == StatusRolledBack {
-					wrote = append(wrote, mr.ID)
-				}
-			}
-		}
-		supp.Record(start, time.Now(), wrote)
-		failed := err != nil || rep.Failed()
-		if len(rep.Modules) == 0 && err != nil {
-			// The run did not get to the modules (the lock): all of them
-			// are owed a retry.
-			for _, id := range ids {
-				failing[id] = true
-			}
-		}
-		for _, mr := range rep.Modules {
-			if mr.Status == StatusFailed {
-				failing[mr.ID] = true
-			} else {
-				delete(failing, mr.ID)
-			}
-		}
-		switch {
-		case failed && len(failing) > 0:
-			failures++
-			lastFail = time.Now()
-			retryAt = lastFail.Add(l.Backoff.Delay(failures))
-		case len(failing) == 0:
-			failures = 0
-			retryAt = time.Time{}
-		}
-		l.Metrics.Observe(rep, trigger != "start")
-		if set.MetricsTextfile != "" {
-			if err := l.Metrics.WriteTextfile(set.MetricsTextfile); err != nil {
-				l.Log.WithError(err).Warn("could not write the metrics textfile")
-			}
-		}
-		entry := l.Log.WithFields(logrus.Fields{"trigger": trigger, "exit": rep.ExitCode(), "duration": time.Since(start).Round(time.Millisecond).String()})
-		switch {
-		case err != nil:
-			entry.WithError(err).Error("converge failed")
-		case failed && len(failing) > 0:
-			entry.Errorf("converge failed; retrying %s in %s", strings.Join(sortedSet(failing), ", "), time.Until(retryAt).Round(time.Millisecond))
-		case failed:
-			entry.Error("converge failed; the interval tries again")
-		case rep.Changed():
-			entry.Info("converged: corrected drift")
-		default:
-			entry.Debug("converged: nothing to do")
-		}
-		l.Notify("STATUS=" + statusLine(rep, err))
-		if l.OnConverge != nil {
-			l.OnConverge(rep, trigger)
-		}
-	}
+	sch := newSchedule(l)
 
 	// Watch first, so that READY means "converged, and watching": a change
 	// made right after READY is seen. Events the start converge's own
 	// writes cause are ignored like any converge's.
-	startWatch()
-	converge(nil, "start")
+	cur := &current{eng: eng, set: set, watches: l.watch(ctx, eng, set, emit)}
+	defer func() { cur.watches.stop() }()
+	l.converge(runCtx, cur, sch, nil, "start")
 	l.Notify("READY=1")
-	defer stopWatch()
-	backstop := NextBackstop(time.Now(), set.Interval, set.Splay, l.rnd)
-	reloadNow := false
+	sch.backstop = NextBackstop(time.Now(), set.Interval, set.Splay, l.rnd)
 
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	for {
-		next := backstop
-		if d := deb.Deadline(); !d.IsZero() && d.Before(next) {
-			next = d
-		}
-		if len(failing) > 0 && retryAt.Before(next) {
-			next = retryAt
-		}
-		heldUntil := lastFail.Add(l.Backoff.Base)
-		if len(held) > 0 && heldUntil.Before(next) {
-			next = heldUntil
-		}
-		timer.Reset(max(time.Until(next), 0))
-
+		timer.Reset(max(time.Until(sch.next()), 0))
+		reload := false
 		select {
 		case <-ctx.Done():
 			l.Log.Info("stopping")
 			l.Notify("STOPPING=1")
 			return nil
 		case <-l.Reload:
-			reloadNow = true
+			reload = true
 		case ev := <-events:
-			now := time.Now()
-			if ev.module == "" {
-				// The configuration file changed: reload once the writes
-				// are over (an editor truncates, then writes; a partial
-				// file must not become the running configuration).
-				deb.Add(now, configKey, ev.reason)
-				break
+			if sch.event(time.Now(), ev) {
+				l.Log.WithFields(logrus.Fields{"module": ev.module, "event": ev.reason}).Debug("event")
 			}
-			if supp.Own(ev.at, ev.module) {
-				continue
-			}
-			l.Log.WithFields(logrus.Fields{"module": ev.module, "event": ev.reason}).Debug("event")
-			deb.Add(now, ev.module, ev.reason)
 		case <-timer.C:
-			now := time.Now()
-			if pending, ok := deb.Take(now); ok {
-				for id, r := range pending {
-					if _, dup := held[id]; !dup {
-						held[id] = r
-					}
-				}
-			}
-			if _, ok := held[configKey]; ok {
-				// The reload converges everything.
-				delete(held, configKey)
-				reloadNow = true
-				break
-			}
-			ready := map[string]string{}
-			for id, r := range held {
-				if failing[id] && now.Before(heldUntil) {
-					continue
-				}
-				ready[id] = r
-				delete(held, id)
-			}
-			retryDue := len(failing) > 0 && !now.Before(retryAt)
-			if len(ready) > 0 || retryDue {
-				only := map[string]bool{}
-				var why []string
-				if len(ready) > 0 {
-					for id := range ready {
-						only[id] = true
-					}
-					why = append(why, "event: "+describePending(ready))
-				}
-				if retryDue {
-					for id := range failing {
-						only[id] = true
-					}
-					why = append(why, "retry: "+strings.Join(sortedSet(failing), ", "))
-				}
-				converge(eng.WithRestarters(only), strings.Join(why, "; "))
-				continue
-			}
-			if !now.Before(backstop) {
-				converge(nil, "interval")
-				backstop = NextBackstop(time.Now(), set.Interval, set.Splay, l.rnd)
+			w := sch.due(time.Now())
+			switch {
+			case w.reload:
+				reload = true
+			case w.only != nil:
+				l.converge(runCtx, cur, sch, cur.eng.WithRestarters(w.only), w.trigger)
+			case w.interval:
+				l.converge(runCtx, cur, sch, nil, "interval")
+				sch.backstop = NextBackstop(time.Now(), cur.set.Interval, cur.set.Splay, l.rnd)
 			}
 		}
-		if reloadNow {
-			reloadNow = false
-			neng, nset, err := l.Load()
-			if err != nil {
-				l.Log.WithError(err).Error("reload: the new configuration is invalid; keeping the running one")
-				l.Notify("STATUS=reload failed: keeping the running configuration")
-				continue
-			}
-			l.Log.Info("reload: configuration reloaded")
-			stopWatch()
-			eng, set = neng, nset
-			// The new configuration starts afresh: its own run says what fails.
-			failing, failures, retryAt, lastFail = map[string]bool{}, 0, time.Time{}, time.Time{}
-			held = map[string]string{}
-			startWatch()
-			converge(nil, "reload")
-			backstop = NextBackstop(time.Now(), set.Interval, set.Splay, l.rnd)
+		if reload {
+			l.reload(ctx, runCtx, cur, sch, emit)
 		}
 	}
 }
 
+// reload loads the configuration again; a bad one is reported and the
+// running one kept. A good one starts afresh: its own run says what fails.
+func (l *Loop) reload(ctx, runCtx context.Context, cur *current, sch *schedule, emit func(loopEvent)) {
+	eng, set, err := l.Load()
+	if err != nil {
+		l.Log.WithError(err).Error("reload: the new configuration is invalid; keeping the running one")
+		l.Notify("STATUS=reload failed: keeping the running configuration")
+		return
+	}
+	l.Log.Info("reload: configuration reloaded")
+	cur.watches.stop()
+	cur.eng, cur.set = eng, set
+	sch.reset()
+	cur.watches = l.watch(ctx, eng, set, emit)
+	l.converge(runCtx, cur, sch, nil, "reload")
+	sch.backstop = NextBackstop(time.Now(), set.Interval, set.Splay, l.rnd)
+}
+
+// converge applies the selected modules (nil: all) and records the outcome.
+func (l *Loop) converge(ctx context.Context, cur *current, sch *schedule, only Selection, trigger string) {
+	ids := moduleIDs(cur.eng, only)
+	start := time.Now()
+	rep, err := cur.eng.Apply(ctx, only)
+	if rep == nil {
+		rep = &Report{FormatVersion: ReportFormatVersion, Command: "apply", Start: start.UTC(), Duration: time.Since(start).Seconds()}
+	}
+	failed := sch.observe(start, time.Now(), ids, rep, err)
+	l.Metrics.Observe(rep, trigger != "start")
+	if cur.set.MetricsTextfile != "" {
+		if err := l.Metrics.WriteTextfile(cur.set.MetricsTextfile); err != nil {
+			l.Log.WithError(err).Warn("could not write the metrics textfile")
+		}
+	}
+	entry := l.Log.WithFields(logrus.Fields{"trigger": trigger, "exit": rep.ExitCode(), "duration": time.Since(start).Round(time.Millisecond).String()})
+	switch {
+	case err != nil:
+		entry.WithError(err).Error("converge failed")
+	case failed && len(sch.failing) > 0:
+		entry.Errorf("converge failed; retrying %s in %s", strings.Join(sortedSet(sch.failing), ", "), time.Until(sch.retryAt).Round(time.Millisecond))
+	case failed:
+		entry.Error("converge failed; the interval tries again")
+	case rep.Changed():
+		entry.Info("converged: corrected drift")
+	default:
+		entry.Debug("converged: nothing to do")
+	}
+	l.Notify("STATUS=" + statusLine(rep, err))
+	if l.OnConverge != nil {
+		l.OnConverge(rep, trigger)
+	}
+}
+
+// watch starts the event sources of a configuration: its modules' (when
+// set.Watch) and the configuration file's.
+func (l *Loop) watch(ctx context.Context, eng *Engine, set LoopSettings, emit func(loopEvent)) *watches {
+	wctx, cancel := context.WithCancel(ctx)
+	w := &watches{cancel: cancel}
+	if set.Watch {
+		l.startWatchers(wctx, &w.wg, eng, emit)
+	}
+	if l.ConfigPath != "" {
+		if fw := l.WatchFiles([]string{l.ConfigPath}); fw != nil {
+			w.wg.Add(1)
+			go func() {
+				defer w.wg.Done()
+				fw.Run(wctx, func(string) { emit(loopEvent{reason: "configuration changed"}) })
+			}()
+		}
+	}
+	return w
+}
+
 func (l *Loop) startWatchers(ctx context.Context, wg *sync.WaitGroup, eng *Engine, emit func(loopEvent)) {
-	env := eng.env(false)
+	env := &Env{Root: eng.Root, StateDir: eng.StateDir, Log: logrus.NewEntry(eng.logger())}
 	for _, m := range eng.Modules {
 		id := m.ID()
 		if fw, ok := m.(FileWatcher); ok {
 			// Set up here, not in the goroutine: the watches are in place
 			// when startWatchers returns.
-			if w := l.newFileWatch(fw.WatchedFiles(env)); w != nil {
+			if w := l.WatchFiles(fw.WatchedFiles(env)); w != nil {
 				wg.Add(1)
 				go func() {
 					defer wg.Done()
-					w.run(ctx, func(p string) { emit(loopEvent{module: id, reason: "changed " + p}) })
+					w.Run(ctx, func(p string) { emit(loopEvent{module: id, reason: "changed " + p}) })
 				}()
 			}
 		}
@@ -404,8 +326,8 @@ type fileWatch struct {
 	log  *logrus.Logger
 }
 
-// newFileWatch sets up the watches; nil when inotify is unavailable.
-func (l *Loop) newFileWatch(files []string) *fileWatch {
+// inotify sets up the watches; nil when inotify is unavailable.
+func (l *Loop) inotify(files []string) FileWatch {
 	w, err := fsnotify.NewWatcher()
 	if err != nil {
 		l.Log.WithError(err).Error("inotify unavailable; relying on the interval")
@@ -425,9 +347,9 @@ func (l *Loop) newFileWatch(files []string) *fileWatch {
 	return fw
 }
 
-// run calls changed(path) whenever one of the files is written, created,
+// Run calls changed(path) whenever one of the files is written, created,
 // removed or renamed over, until ctx ends; then it closes the watch.
-func (fw *fileWatch) run(ctx context.Context, changed func(string)) {
+func (fw *fileWatch) Run(ctx context.Context, changed func(string)) {
 	defer fw.w.Close()
 	for {
 		select {
@@ -449,11 +371,11 @@ func (fw *fileWatch) run(ctx context.Context, changed func(string)) {
 	}
 }
 
-// moduleIDs lists the modules the engine's next run covers.
-func moduleIDs(eng *Engine) []string {
+// moduleIDs lists the modules a run of only covers.
+func moduleIDs(eng *Engine, only Selection) []string {
 	var ids []string
 	for _, m := range eng.Modules {
-		if eng.selected(m) {
+		if only.has(m) {
 			ids = append(ids, m.ID())
 		}
 	}

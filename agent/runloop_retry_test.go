@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/sirupsen/logrus"
@@ -33,7 +34,9 @@ func (f *flakyModule) Plan(ctx context.Context, env *Env) (*Plan, error) {
 }
 func (f *flakyModule) Apply(ctx context.Context, env *Env, p *Plan) error { return nil }
 
-func runLoopWith(t *testing.T, mods []Module, backoff Backoff) (chan converged, func()) {
+// runLoopWith runs a loop over mods with fake file watches; call stop
+// before the bubble ends.
+func runLoopWith(t *testing.T, mods []Module, backoff Backoff, files *fakeFiles) (chan converged, func()) {
 	t.Helper()
 	dir := t.TempDir()
 	log := logrus.New()
@@ -47,22 +50,22 @@ func runLoopWith(t *testing.T, mods []Module, backoff Backoff) (chan converged, 
 		},
 		Log:        log,
 		Backoff:    backoff,
+		WatchFiles: files.watch,
 		OnConverge: func(rep *Report, trigger string) { out <- converged{rep, trigger, time.Now()} },
 	}
 	done := make(chan error, 1)
 	go func() { done <- l.Run(ctx) }()
 	stop := func() {
 		cancel()
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			t.Error("loop did not stop")
+		if err := <-done; err != nil {
+			t.Error(err)
 		}
 	}
-	t.Cleanup(stop)
 	return out, stop
 }
 
+// nextConverge waits for the next converge, at most 10 s on the bubble's
+// clock (the backstop is an hour away).
 func nextConverge(t *testing.T, out chan converged, what string) converged {
 	t.Helper()
 	select {
@@ -74,63 +77,75 @@ func nextConverge(t *testing.T, out chan converged, what string) converged {
 	return converged{}
 }
 
+// noConverge checks that nothing converges while d passes.
+func noConverge(t *testing.T, out chan converged, d time.Duration, what string) {
+	t.Helper()
+	advance(d)
+	select {
+	case c := <-out:
+		t.Errorf("%s: converged again: %s", what, c.trigger)
+	default:
+	}
+}
+
 // A module that fails is retried on its own, with backoff, until it
 // converges; then the retries stop.
 func TestLoopRetriesAFailedModule(t *testing.T) {
-	flaky := &flakyModule{fails: 3}
-	out, _ := runLoopWith(t, []Module{flaky}, Backoff{Base: 20 * time.Millisecond, Max: 80 * time.Millisecond})
-	first := nextConverge(t, out, "start")
-	if first.trigger != "start" || !first.rep.Failed() {
-		t.Fatalf("start: %s %+v", first.trigger, first.rep)
-	}
-	prev := first.at
-	var gaps []time.Duration
-	for i := range 3 {
-		c := nextConverge(t, out, "retry")
-		if c.trigger != "retry: flaky" {
-			t.Fatalf("converge %d: trigger %q", i, c.trigger)
+	synctest.Test(t, func(t *testing.T) {
+		flaky := &flakyModule{fails: 3}
+		out, stop := runLoopWith(t, []Module{flaky}, Backoff{Base: 20 * time.Millisecond, Max: 80 * time.Millisecond}, newFakeFiles())
+		defer stop()
+		first := nextConverge(t, out, "start")
+		if first.trigger != "start" || !first.rep.Failed() {
+			t.Fatalf("start: %s %+v", first.trigger, first.rep)
 		}
-		gaps = append(gaps, c.at.Sub(prev))
-		prev = c.at
-		if failed := c.rep.Failed(); failed != (i < 2) {
-			t.Fatalf("retry %d failed = %v", i, failed)
+		prev := first.at
+		var gaps []time.Duration
+		for i := range 3 {
+			c := nextConverge(t, out, "retry")
+			if c.trigger != "retry: flaky" {
+				t.Fatalf("converge %d: trigger %q", i, c.trigger)
+			}
+			gaps = append(gaps, c.at.Sub(prev))
+			prev = c.at
+			if failed := c.rep.Failed(); failed != (i < 2) {
+				t.Fatalf("retry %d failed = %v", i, failed)
+			}
 		}
-	}
-	// Backoff doubles: 20, 40, 80 ms at least (later is fine: loaded machine).
-	for i, min := range []time.Duration{20, 40, 80} {
-		if gaps[i] < min*time.Millisecond {
-			t.Errorf("retry %d came %s after the previous run, want >= %dms", i, gaps[i], min)
+		// Backoff doubles: 20, 40, 80 ms (on the bubble's clock, exactly).
+		for i, min := range []time.Duration{20, 40, 80} {
+			if gaps[i] < min*time.Millisecond {
+				t.Errorf("retry %d came %s after the previous run, want >= %dms", i, gaps[i], min)
+			}
 		}
-	}
-	select {
-	case c := <-out:
-		t.Errorf("converged again after success: %s", c.trigger)
-	case <-time.After(300 * time.Millisecond):
-	}
+		noConverge(t, out, 300*time.Millisecond, "after success")
+	})
 }
 
 // While one module backs off, another module's drift is corrected at once.
 func TestLoopBackoffDoesNotDelayOtherModules(t *testing.T) {
-	dir := t.TempDir()
-	file := &fileModule{path: filepath.Join(dir, "daemon.json"), want: "{}\n"}
-	flaky := &flakyModule{fails: 1 << 30}
-	out, _ := runLoopWith(t, []Module{file, flaky}, Backoff{Base: time.Hour, Max: time.Hour})
-	if c := nextConverge(t, out, "start"); !c.rep.Failed() {
-		t.Fatalf("start: %+v", c.rep)
-	}
-	time.Sleep(200 * time.Millisecond) // past the echo grace
-	start := time.Now()
-	if err := os.WriteFile(file.path, []byte("tampered"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	c := nextConverge(t, out, "tampered file")
-	if !strings.HasPrefix(c.trigger, "event: file (") || len(c.rep.Modules) != 1 || c.rep.Modules[0].ID != "file" {
-		t.Fatalf("converge %q %+v, want the file module only", c.trigger, c.rep.Modules)
-	}
-	t.Logf("corrected %s after the write while flaky backs off for an hour", c.at.Sub(start).Round(time.Millisecond))
-	if b, _ := os.ReadFile(file.path); string(b) != file.want {
-		t.Errorf("file = %q", b)
-	}
+	synctest.Test(t, func(t *testing.T) {
+		dir := t.TempDir()
+		files := newFakeFiles()
+		file := &fileModule{path: filepath.Join(dir, "daemon.json"), want: "{}\n", files: files}
+		flaky := &flakyModule{fails: 1 << 30}
+		out, stop := runLoopWith(t, []Module{file, flaky}, Backoff{Base: time.Hour, Max: time.Hour}, files)
+		defer stop()
+		if c := nextConverge(t, out, "start"); !c.rep.Failed() {
+			t.Fatalf("start: %+v", c.rep)
+		}
+		advance(200 * time.Millisecond) // past the echo grace
+		start := time.Now()
+		files.write(t, file.path, "tampered")
+		c := nextConverge(t, out, "tampered file")
+		if !strings.HasPrefix(c.trigger, "event: file (") || len(c.rep.Modules) != 1 || c.rep.Modules[0].ID != "file" {
+			t.Fatalf("converge %q %+v, want the file module only", c.trigger, c.rep.Modules)
+		}
+		t.Logf("corrected %s after the write while flaky backs off for an hour", c.at.Sub(start).Round(time.Millisecond))
+		if b, _ := os.ReadFile(file.path); string(b) != file.want {
+			t.Errorf("file = %q", b)
+		}
+	})
 }
 
 // needsFile fails until its file exists (a firewall whose declared network
@@ -150,104 +165,109 @@ func (n *needsFile) WatchedFiles(env *Env) []string                     { return
 // An event is not a retry: the change it reports may be what the failing
 // module waited for, so it goes ahead of the backed-off retry.
 func TestLoopEventForAFailingModuleGoesAhead(t *testing.T) {
-	mod := &needsFile{path: filepath.Join(t.TempDir(), "network")}
-	out, _ := runLoopWith(t, []Module{mod}, Backoff{Base: 50 * time.Millisecond, Max: time.Hour})
-	// start, then retries after 50, 100, 200, 400 ms: the next is 800 ms away.
-	for i := range 5 {
-		if c := nextConverge(t, out, "failing"); !c.rep.Failed() {
-			t.Fatalf("converge %d (%s) did not fail", i, c.trigger)
+	synctest.Test(t, func(t *testing.T) {
+		mod := &needsFile{path: filepath.Join(t.TempDir(), "network")}
+		files := newFakeFiles()
+		out, stop := runLoopWith(t, []Module{mod}, Backoff{Base: 50 * time.Millisecond, Max: time.Hour}, files)
+		defer stop()
+		// start, then retries after 50, 100, 200, 400 ms: the next is 800 ms away.
+		for i := range 5 {
+			if c := nextConverge(t, out, "failing"); !c.rep.Failed() {
+				t.Fatalf("converge %d (%s) did not fail", i, c.trigger)
+			}
 		}
-	}
-	// At once: a failed run wrote nothing, so no echo grace applies.
-	if err := os.WriteFile(mod.path, nil, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	c := nextConverge(t, out, "after the file appeared")
-	if !strings.HasPrefix(c.trigger, "event: needs (") || c.rep.Failed() {
-		t.Fatalf("converge %q failed=%v, want the event's, succeeding", c.trigger, c.rep.Failed())
-	}
-	select {
-	case c := <-out:
-		t.Errorf("converged again: %s", c.trigger)
-	case <-time.After(time.Second):
-	}
+		// At once: a failed run wrote nothing, so no echo grace applies.
+		files.write(t, mod.path, "")
+		c := nextConverge(t, out, "after the file appeared")
+		if !strings.HasPrefix(c.trigger, "event: needs (") || c.rep.Failed() {
+			t.Fatalf("converge %q failed=%v, want the event's, succeeding", c.trigger, c.rep.Failed())
+		}
+		noConverge(t, out, time.Second, "after success")
+	})
 }
 
 // Writes to the configuration file reload it once, after they stop: an
 // editor's truncate-then-write must not load the empty file in between.
 func TestLoopConfigFileChangeReloadsOnce(t *testing.T) {
-	dir := t.TempDir()
-	conf := filepath.Join(dir, "dockward.hcl")
-	if err := os.WriteFile(conf, []byte("v1"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	mod := &fileModule{path: filepath.Join(dir, "f"), want: "x"}
-	log := logrus.New()
-	log.SetOutput(&bytes.Buffer{})
-	var mu sync.Mutex
-	var loaded []string
-	out := make(chan string, 10)
-	ctx, cancel := context.WithCancel(context.Background())
-	l := &Loop{
-		Load: func() (*Engine, LoopSettings, error) {
-			b, _ := os.ReadFile(conf)
-			mu.Lock()
-			loaded = append(loaded, string(b))
-			mu.Unlock()
-			return &Engine{Modules: []Module{mod}, StateDir: filepath.Join(dir, "state"), Log: log}, LoopSettings{Interval: time.Hour, Watch: true}, nil
-		},
-		ConfigPath: conf, Log: log,
-		OnConverge: func(rep *Report, trigger string) { out <- trigger },
-	}
-	done := make(chan error, 1)
-	go func() { done <- l.Run(ctx) }()
-	defer func() { cancel(); <-done }()
-	<-out
-	for _, s := range []string{"", "v", "v2"} { // truncate, partial write, full write
-		if err := os.WriteFile(conf, []byte(s), 0o600); err != nil {
+	synctest.Test(t, func(t *testing.T) {
+		dir := t.TempDir()
+		conf := filepath.Join(dir, "dockward.hcl")
+		files := newFakeFiles()
+		if err := os.WriteFile(conf, []byte("v1"), 0o600); err != nil {
 			t.Fatal(err)
 		}
-	}
-	select {
-	case tr := <-out:
-		if tr != "reload" {
-			t.Fatalf("converge %q, want reload", tr)
+		mod := &fileModule{path: filepath.Join(dir, "f"), want: "x"}
+		log := logrus.New()
+		log.SetOutput(&bytes.Buffer{})
+		var mu sync.Mutex
+		var loaded []string
+		out := make(chan string, 10)
+		ctx, cancel := context.WithCancel(context.Background())
+		l := &Loop{
+			Load: func() (*Engine, LoopSettings, error) {
+				b, _ := os.ReadFile(conf)
+				mu.Lock()
+				loaded = append(loaded, string(b))
+				mu.Unlock()
+				return &Engine{Modules: []Module{mod}, StateDir: filepath.Join(dir, "state"), Log: log}, LoopSettings{Interval: time.Hour, Watch: true}, nil
+			},
+			ConfigPath: conf, Log: log, WatchFiles: files.watch,
+			OnConverge: func(rep *Report, trigger string) { out <- trigger },
 		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("no reload")
-	}
-	select {
-	case tr := <-out:
-		t.Errorf("converged again: %q", tr)
-	case <-time.After(300 * time.Millisecond):
-	}
-	mu.Lock()
-	defer mu.Unlock()
-	if len(loaded) != 2 || loaded[1] != "v2" {
-		t.Errorf("loaded %q, want the start's and one reload of the final file", loaded)
-	}
+		done := make(chan error, 1)
+		go func() { done <- l.Run(ctx) }()
+		defer func() { cancel(); <-done }()
+		<-out
+		for _, s := range []string{"", "v", "v2"} { // truncate, partial write, full write
+			if err := os.WriteFile(conf, []byte(s), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			files.Touch(conf)
+		}
+		select {
+		case tr := <-out:
+			if tr != "reload" {
+				t.Fatalf("converge %q, want reload", tr)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("no reload")
+		}
+		advance(300 * time.Millisecond)
+		select {
+		case tr := <-out:
+			t.Errorf("converged again: %q", tr)
+		default:
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		if len(loaded) != 2 || loaded[1] != "v2" {
+			t.Errorf("loaded %q, want the start's and one reload of the final file", loaded)
+		}
+	})
 }
 
 // A change right after a run that did not write the module is someone
 // else's, however soon it comes: the agent's start on a converged host,
 // then an operator's edit at once.
 func TestLoopChangeRightAfterAQuietRunIsSeen(t *testing.T) {
-	dir := t.TempDir()
-	mod := &fileModule{path: filepath.Join(dir, "daemon.json"), want: "{}\n"}
-	if err := os.WriteFile(mod.path, []byte(mod.want), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	out, _ := runLoopWith(t, []Module{mod}, Backoff{Base: time.Hour, Max: time.Hour})
-	if c := nextConverge(t, out, "start"); c.rep.Changed() {
-		t.Fatalf("start changed something: %+v", c.rep)
-	}
-	if err := os.WriteFile(mod.path, []byte("tampered"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if c := nextConverge(t, out, "tamper right after start"); !c.rep.Changed() {
-		t.Fatalf("converge %q changed nothing", c.trigger)
-	}
-	if b, _ := os.ReadFile(mod.path); string(b) != mod.want {
-		t.Errorf("file = %q", b)
-	}
+	synctest.Test(t, func(t *testing.T) {
+		dir := t.TempDir()
+		mod := &fileModule{path: filepath.Join(dir, "daemon.json"), want: "{}\n"}
+		if err := os.WriteFile(mod.path, []byte(mod.want), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		files := newFakeFiles()
+		out, stop := runLoopWith(t, []Module{mod}, Backoff{Base: time.Hour, Max: time.Hour}, files)
+		defer stop()
+		if c := nextConverge(t, out, "start"); c.rep.Changed() {
+			t.Fatalf("start changed something: %+v", c.rep)
+		}
+		files.write(t, mod.path, "tampered")
+		if c := nextConverge(t, out, "tamper right after start"); !c.rep.Changed() {
+			t.Fatalf("converge %q changed nothing", c.trigger)
+		}
+		if b, _ := os.ReadFile(mod.path); string(b) != mod.want {
+			t.Errorf("file = %q", b)
+		}
+	})
 }

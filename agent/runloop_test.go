@@ -7,16 +7,100 @@ import (
 	"path/filepath"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/sirupsen/logrus"
 )
+
+// The loop tests run in a synctest bubble: the loop's timers (debounce,
+// grace, backoff, interval) run on the bubble's fake clock, and file
+// changes come from fakeFiles instead of inotify, so no test waits for real
+// time. The real inotify watch is tested on its own (TestInotifySeesReplace).
+
+// fakeFiles stands in for inotify: Touch delivers a change of a path to the
+// watches on it, as the kernel would after a write or a rename over it.
+type fakeFiles struct {
+	mu      sync.Mutex
+	watches map[*fakeWatch]bool
+}
+
+type fakeWatch struct {
+	files map[string]bool
+	ch    chan string
+}
+
+func newFakeFiles() *fakeFiles { return &fakeFiles{watches: map[*fakeWatch]bool{}} }
+
+// watch is Loop.WatchFiles.
+func (f *fakeFiles) watch(files []string) FileWatch {
+	w := &fakeWatch{files: map[string]bool{}, ch: make(chan string, 64)}
+	for _, p := range files {
+		w.files[filepath.Clean(p)] = true
+	}
+	f.mu.Lock()
+	f.watches[w] = true
+	f.mu.Unlock()
+	return &fakeWatchRun{f, w}
+}
+
+type fakeWatchRun struct {
+	f *fakeFiles
+	w *fakeWatch
+}
+
+func (r *fakeWatchRun) Run(ctx context.Context, changed func(string)) {
+	defer func() {
+		r.f.mu.Lock()
+		delete(r.f.watches, r.w)
+		r.f.mu.Unlock()
+	}()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case p := <-r.w.ch:
+			changed(p)
+		}
+	}
+}
+
+// Touch reports a change of path.
+func (f *fakeFiles) Touch(path string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for w := range f.watches {
+		if w.files[filepath.Clean(path)] {
+			w.ch <- path
+		}
+	}
+}
+
+// write writes a file and reports it, as inotify would.
+func (f *fakeFiles) write(t testing.TB, path, content string) {
+	t.Helper()
+	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	f.Touch(path)
+}
+
+// advance lets d pass on the bubble's fake clock (no real time passes) and
+// waits until every goroutine of the bubble is blocked again.
+func advance(d time.Duration) {
+	<-time.After(d)
+	synctest.Wait()
+}
 
 // fileModule keeps a file's content equal to want.
 type fileModule struct {
 	path, want string
 	mu         sync.Mutex
 	applies    int
+	// files, when set, gets the echo of the module's own write, delivered
+	// echo after it (inotify's delivery delay).
+	files *fakeFiles
+	echo  time.Duration
 }
 
 func (f *fileModule) ID() string { return "file" }
@@ -31,7 +115,13 @@ func (f *fileModule) Apply(ctx context.Context, env *Env, p *Plan) error {
 	f.mu.Lock()
 	f.applies++
 	f.mu.Unlock()
-	return WriteFileAtomic(f.path, []byte(f.want), 0o644)
+	if err := WriteFileAtomic(f.path, []byte(f.want), 0o644); err != nil {
+		return err
+	}
+	if f.files != nil {
+		time.AfterFunc(f.echo, func() { f.files.Touch(f.path) })
+	}
+	return nil
 }
 func (f *fileModule) WatchedFiles(env *Env) []string { return []string{f.path} }
 
@@ -41,7 +131,8 @@ type converged struct {
 	at      time.Time
 }
 
-func startLoop(t testing.TB, mod *fileModule, stateDir string, reload chan struct{}) (chan converged, context.CancelFunc, chan error) {
+// startLoop runs a loop over mod; files nil means real inotify.
+func startLoop(t testing.TB, mod *fileModule, stateDir string, reload chan struct{}, files *fakeFiles) (chan converged, func()) {
 	t.Helper()
 	log := logrus.New()
 	log.SetOutput(&bytes.Buffer{})
@@ -56,115 +147,168 @@ func startLoop(t testing.TB, mod *fileModule, stateDir string, reload chan struc
 		Log:        log,
 		OnConverge: func(rep *Report, trigger string) { out <- converged{rep, trigger, time.Now()} },
 	}
+	if files != nil {
+		l.WatchFiles = files.watch
+	} else {
+		// Real inotify: the echo of the loop's own write comes on its own
+		// time; a grace of a nanosecond lets the benchmark tamper at once
+		// (an echo then costs one converge that changes nothing).
+		l.Grace = time.Nanosecond
+	}
 	done := make(chan error, 1)
 	go func() { done <- l.Run(ctx) }()
-	return out, cancel, done
+	stop := func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	}
+	return out, stop
 }
 
 func TestLoopCorrectsATamperedFileAndIgnoresItsOwnWrite(t *testing.T) {
-	dir := t.TempDir()
-	mod := &fileModule{path: filepath.Join(dir, "daemon.json"), want: "{}\n"}
-	out, cancel, done := startLoop(t, mod, filepath.Join(dir, "state"), nil)
-	defer func() { cancel(); <-done }()
+	synctest.Test(t, func(t *testing.T) {
+		dir := t.TempDir()
+		files := newFakeFiles()
+		mod := &fileModule{path: filepath.Join(dir, "daemon.json"), want: "{}\n", files: files, echo: 50 * time.Millisecond}
+		out, stop := startLoop(t, mod, filepath.Join(dir, "state"), nil, files)
+		defer stop()
 
-	first := <-out
-	if first.trigger != "start" || !first.rep.Changed() {
-		t.Fatalf("first converge: %s %+v", first.trigger, first.rep)
-	}
-	// The loop's own write must not cause a second converge.
-	select {
-	case c := <-out:
-		t.Fatalf("converged again after its own write: %s", c.trigger)
-	case <-time.After(300 * time.Millisecond):
-	}
-	// Someone replaces the file by rename, as editors do.
-	tmp := filepath.Join(dir, ".tmp")
-	if err := os.WriteFile(tmp, []byte(`{"debug":true}`), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Rename(tmp, mod.path); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case c := <-out:
-		if !c.rep.Changed() {
-			t.Fatalf("event converge changed nothing: %+v", c.rep)
+		first := <-out
+		if first.trigger != "start" || !first.rep.Changed() {
+			t.Fatalf("first converge: %s %+v", first.trigger, first.rep)
 		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("tamper not corrected")
-	}
-	if b, _ := os.ReadFile(mod.path); string(b) != mod.want {
-		t.Fatalf("file = %q", b)
-	}
+		// The loop's own write (its echo comes 50 ms later, within the
+		// grace) must not cause a second converge.
+		advance(300 * time.Millisecond)
+		select {
+		case c := <-out:
+			t.Fatalf("converged again after its own write: %s", c.trigger)
+		default:
+		}
+		// Someone replaces the file by rename, as editors do.
+		tmp := filepath.Join(dir, ".tmp")
+		if err := os.WriteFile(tmp, []byte(`{"debug":true}`), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(tmp, mod.path); err != nil {
+			t.Fatal(err)
+		}
+		files.Touch(mod.path)
+		c := <-out
+		if !c.rep.Changed() {
+			t.Fatalf("event converge changed nothing: %s %+v", c.trigger, c.rep)
+		}
+		if b, _ := os.ReadFile(mod.path); string(b) != mod.want {
+			t.Fatalf("file = %q", b)
+		}
+	})
 }
 
 func TestLoopStopsAfterTheRunInFlight(t *testing.T) {
-	dir := t.TempDir()
-	mod := &fileModule{path: filepath.Join(dir, "f"), want: "x"}
-	out, cancel, done := startLoop(t, mod, filepath.Join(dir, "state"), nil)
-	<-out
-	cancel()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatal(err)
-		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("loop did not stop")
-	}
+	synctest.Test(t, func(t *testing.T) {
+		dir := t.TempDir()
+		mod := &fileModule{path: filepath.Join(dir, "f"), want: "x"}
+		out, stop := startLoop(t, mod, filepath.Join(dir, "state"), nil, newFakeFiles())
+		<-out
+		stop() // returns once Run returned nil; a loop that did not stop deadlocks the bubble
+	})
 }
 
 func TestLoopReloadKeepsTheOldConfigWhenTheNewIsBad(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		dir := t.TempDir()
+		mod := &fileModule{path: filepath.Join(dir, "f"), want: "x"}
+		log := logrus.New()
+		var logs bytes.Buffer
+		log.SetOutput(&logs)
+		reload := make(chan struct{}, 1)
+		loads := 0
+		out := make(chan string, 10)
+		ctx, cancel := context.WithCancel(context.Background())
+		l := &Loop{
+			Load: func() (*Engine, LoopSettings, error) {
+				loads++
+				if loads > 1 {
+					return nil, LoopSettings{}, os.ErrInvalid
+				}
+				return &Engine{Modules: []Module{mod}, StateDir: filepath.Join(dir, "state"), Log: log}, LoopSettings{Interval: time.Hour}, nil
+			},
+			Reload: reload, Log: log, WatchFiles: newFakeFiles().watch,
+			OnConverge: func(rep *Report, trigger string) { out <- trigger },
+		}
+		done := make(chan error, 1)
+		go func() { done <- l.Run(ctx) }()
+		<-out
+		reload <- struct{}{}
+		synctest.Wait() // the loop took the reload in and waits again
+		cancel()
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+		if loads != 2 || !bytes.Contains(logs.Bytes(), []byte("keeping the running one")) {
+			t.Fatalf("loads=%d logs:\n%s", loads, logs.String())
+		}
+		select {
+		case tr := <-out:
+			t.Fatalf("converged after a bad reload: %s", tr)
+		default:
+		}
+	})
+}
+
+// The real inotify watch sees a file replaced by rename in its directory.
+func TestInotifySeesReplace(t *testing.T) {
 	dir := t.TempDir()
-	mod := &fileModule{path: filepath.Join(dir, "f"), want: "x"}
-	log := logrus.New()
-	var logs bytes.Buffer
-	log.SetOutput(&logs)
-	reload := make(chan struct{}, 1)
-	loads := 0
-	out := make(chan string, 10)
-	ctx, cancel := context.WithCancel(context.Background())
-	l := &Loop{
-		Load: func() (*Engine, LoopSettings, error) {
-			loads++
-			if loads > 1 {
-				return nil, LoopSettings{}, os.ErrInvalid
-			}
-			return &Engine{Modules: []Module{mod}, StateDir: filepath.Join(dir, "state"), Log: log}, LoopSettings{Interval: time.Hour}, nil
-		},
-		Reload: reload, Log: log,
-		OnConverge: func(rep *Report, trigger string) { out <- trigger },
+	path := filepath.Join(dir, "daemon.json")
+	l := &Loop{Log: logrus.New()}
+	w := l.inotify([]string{path})
+	if w == nil {
+		t.Skip("inotify unavailable")
 	}
-	done := make(chan error, 1)
-	go func() { done <- l.Run(ctx) }()
-	<-out
-	reload <- struct{}{}
-	time.Sleep(200 * time.Millisecond)
-	cancel()
-	if err := <-done; err != nil {
+	ctx, cancel := context.WithCancel(context.Background())
+	got := make(chan string, 16)
+	done := make(chan struct{})
+	go func() { defer close(done); w.Run(ctx, func(p string) { got <- p }) }()
+	defer func() { cancel(); <-done }()
+	tmp := filepath.Join(dir, ".tmp")
+	if err := os.WriteFile(tmp, []byte("{}"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if loads != 2 || !bytes.Contains(logs.Bytes(), []byte("keeping the running one")) {
-		t.Fatalf("loads=%d logs:\n%s", loads, logs.String())
+	if err := os.Rename(tmp, path); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case p := <-got:
+		if p != path {
+			t.Fatalf("changed %q, want %q", p, path)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no inotify event within 10s for a rename over the file")
 	}
 }
 
 // BenchmarkDriftReactionFile measures from a tampering write to the file
-// being correct again, through inotify, debounce and apply.
+// being correct again, through real inotify, debounce and apply.
 func BenchmarkDriftReactionFile(b *testing.B) {
 	dir := b.TempDir()
 	mod := &fileModule{path: filepath.Join(dir, "daemon.json"), want: "{}\n"}
-	out, cancel, done := startLoop(b, mod, filepath.Join(dir, "state"), nil)
-	defer func() { cancel(); <-done }()
+	out, stop := startLoop(b, mod, filepath.Join(dir, "state"), nil, nil)
+	defer stop()
 	<-out
-	time.Sleep(200 * time.Millisecond)
 	for b.Loop() {
 		start := time.Now()
 		if err := os.WriteFile(mod.path, []byte("tampered"), 0o644); err != nil {
 			b.Fatal(err)
 		}
-		c := <-out
-		b.ReportMetric(float64(c.at.Sub(start).Microseconds())/1000, "ms/reaction")
-		time.Sleep(150 * time.Millisecond) // past the echo grace
+		for {
+			// Skip the converges the echo of the previous correction
+			// caused: they found nothing to do.
+			c := <-out
+			if c.rep.Changed() {
+				b.ReportMetric(float64(c.at.Sub(start).Microseconds())/1000, "ms/reaction")
+				break
+			}
+		}
 	}
 }

@@ -3,6 +3,7 @@ package agent
 import (
 	"math/rand/v2"
 	"sort"
+	"strings"
 	"time"
 )
 
@@ -133,4 +134,179 @@ func sortedKeys(m map[string]string) []string {
 	}
 	sort.Strings(ks)
 	return ks
+}
+
+// schedule is the run loop's bookkeeping between converges: the pending
+// burst of events, the echoes to ignore, the modules that keep failing and
+// when they are retried, the events held back for them, and the next
+// backstop. It decides, given times, what the loop does next; the loop
+// only waits and converges.
+type schedule struct {
+	backoff Backoff
+	deb     *Debouncer
+	supp    *Suppressor
+
+	// Modules whose last run failed are retried on their own at retryAt,
+	// backing off exponentially while they keep failing. A module that was
+	// rolled back is not retried early: its desired state is what failed,
+	// and only the interval (or a new configuration) tries it again.
+	//
+	// Events are not retries: they say the host changed, and the change may
+	// be what the failing module waited for (a declared Docker network
+	// created at last; containers on it are unfiltered until its rules are
+	// in). So events go ahead, the failing module's too, but not sooner
+	// than Backoff.Base after its last failure: a flood of outside changes
+	// cannot turn a failing module (a docker restart that rolls back) into
+	// a loop. Such events are held until then.
+	failing           map[string]bool
+	failures          int
+	retryAt, lastFail time.Time
+	held              map[string]string // module ID -> reason, events waiting for heldUntil
+
+	backstop time.Time // the next full reconcile
+}
+
+func newSchedule(l *Loop) *schedule {
+	s := &schedule{
+		backoff: l.Backoff,
+		deb:     &Debouncer{Quiet: l.Debounce, MaxDelay: l.MaxDelay},
+		supp:    &Suppressor{Grace: l.Grace},
+	}
+	s.reset()
+	return s
+}
+
+// reset forgets failures and held events: a new configuration starts afresh.
+func (s *schedule) reset() {
+	s.failing, s.failures, s.retryAt, s.lastFail = map[string]bool{}, 0, time.Time{}, time.Time{}
+	s.held = map[string]string{}
+}
+
+func (s *schedule) heldUntil() time.Time { return s.lastFail.Add(s.backoff.Base) }
+
+// next is when something may be due: a burst's end, a retry, held events,
+// or the backstop.
+func (s *schedule) next() time.Time {
+	next := s.backstop
+	if d := s.deb.Deadline(); !d.IsZero() && d.Before(next) {
+		next = d
+	}
+	if len(s.failing) > 0 && s.retryAt.Before(next) {
+		next = s.retryAt
+	}
+	if h := s.heldUntil(); len(s.held) > 0 && h.Before(next) {
+		next = h
+	}
+	return next
+}
+
+// event takes one event in; it reports false for an echo of dockward's own
+// writes, which is dropped.
+func (s *schedule) event(now time.Time, ev loopEvent) bool {
+	if ev.module == "" {
+		// The configuration file changed: reload once the writes are over
+		// (an editor truncates, then writes; a partial file must not
+		// become the running configuration).
+		s.deb.Add(now, configKey, ev.reason)
+		return true
+	}
+	if s.supp.Own(ev.at, ev.module) {
+		return false
+	}
+	s.deb.Add(now, ev.module, ev.reason)
+	return true
+}
+
+// work is what is due at a moment: a reload, a converge of some modules
+// (only, with its trigger), or the interval's full converge.
+type work struct {
+	reload   bool
+	only     Selection
+	trigger  string
+	interval bool
+}
+
+// due says what to do at now.
+func (s *schedule) due(now time.Time) work {
+	if pending, ok := s.deb.Take(now); ok {
+		for id, r := range pending {
+			if _, dup := s.held[id]; !dup {
+				s.held[id] = r
+			}
+		}
+	}
+	if _, ok := s.held[configKey]; ok {
+		// The reload converges everything.
+		delete(s.held, configKey)
+		return work{reload: true}
+	}
+	ready := map[string]string{}
+	for id, r := range s.held {
+		if s.failing[id] && now.Before(s.heldUntil()) {
+			continue
+		}
+		ready[id] = r
+		delete(s.held, id)
+	}
+	retryDue := len(s.failing) > 0 && !now.Before(s.retryAt)
+	if len(ready) > 0 || retryDue {
+		only := Selection{}
+		var why []string
+		if len(ready) > 0 {
+			for id := range ready {
+				only[id] = true
+			}
+			why = append(why, "event: "+describePending(ready))
+		}
+		if retryDue {
+			for id := range s.failing {
+				only[id] = true
+			}
+			why = append(why, "retry: "+strings.Join(sortedSet(s.failing), ", "))
+		}
+		return work{only: only, trigger: strings.Join(why, "; ")}
+	}
+	return work{interval: !now.Before(s.backstop)}
+}
+
+// observe records a converge of the modules ids that ran from begin to end,
+// and reports whether it failed.
+func (s *schedule) observe(begin, end time.Time, ids []string, rep *Report, err error) bool {
+	wrote := ids // a run that did not report its modules may have written any
+	if len(rep.Modules) > 0 {
+		wrote = nil
+		for _, mr := range rep.Modules {
+			// A failed module wrote nothing: modules apply all or nothing
+			// (the engine's contract), and a failed plan never got to apply.
+			if mr.Status == StatusChanged || mr.Status == StatusRolledBack {
+				wrote = append(wrote, mr.ID)
+			}
+		}
+	}
+	s.supp.Record(begin, end, wrote)
+	failed := err != nil || rep.Failed()
+	if len(rep.Modules) == 0 && err != nil {
+		// The run did not get to the modules (the lock): all of them are
+		// owed a retry.
+		for _, id := range ids {
+			s.failing[id] = true
+		}
+	}
+	for _, mr := range rep.Modules {
+		if mr.Status == StatusFailed {
+			s.failing[mr.ID] = true
+		} else {
+			delete(s.failing, mr.ID)
+		}
+	}
+	switch {
+	case failed && len(s.failing) > 0:
+		s.failures++
+		s.lastFail = end
+		s.retryAt = s.lastFail.Add(s.backoff.Delay(s.failures))
+	case len(s.failing) == 0:
+		s.failures = 0
+		s.retryAt = time.Time{}
+	}
+	return failed
 }

@@ -178,23 +178,24 @@ func engineFor(g *globals, cfg *config.File, log *logrus.Logger) *agent.Engine {
 
 func converge(ctx context.Context, cmd string, g *globals, cfg *config.File, log *logrus.Logger, stdout, stderr io.Writer) int {
 	eng := engineFor(g, cfg, log)
+	var only agent.Selection
 	if g.only != "" {
-		eng.Only = map[string]bool{}
+		only = agent.Selection{}
 		for _, id := range strings.Split(g.only, ",") {
 			id = strings.TrimSpace(id)
 			if cfg.Block(id) == nil {
 				fmt.Fprintf(stderr, "dockward %s: --only: no module %q in %s\n", cmd, id, cfg.Filename)
 				return agent.ExitUsage
 			}
-			eng.Only[id] = true
+			only[id] = true
 		}
 	}
 	var rep *agent.Report
 	var err error
 	if cmd == "plan" {
-		rep, err = eng.Plan(ctx)
+		rep, err = eng.Plan(ctx, only)
 	} else {
-		rep, err = eng.Apply(ctx)
+		rep, err = eng.Apply(ctx, only)
 	}
 	if rep == nil {
 		fmt.Fprintf(stderr, "dockward %s: %v\n", cmd, err)

@@ -142,7 +142,7 @@ func (m *Module) Plan(ctx context.Context, env *agent.Env) (*agent.Plan, error) 
 		owned = nil
 	}
 	after := Merge(doc, m.cfg.Managed, owned)
-	changes := Diff(doc, after)
+	changes := markReloads(Diff(doc, after))
 	if len(changes) == 0 {
 		// The content is right; its mode and owner must be too: a
 		// group- or world-writable daemon.json lets others configure a

@@ -2,6 +2,8 @@ package service
 
 import (
 	"context"
+	"io"
+	"sort"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -9,6 +11,7 @@ import (
 	"github.com/dockward/dockward/agent"
 	"github.com/dockward/dockward/config"
 	"github.com/dockward/dockward/modules/service/internal/fakesystemd"
+	"github.com/sirupsen/logrus"
 )
 
 const docker = "docker.service"
@@ -43,10 +46,10 @@ type fixture struct {
 	dir string
 
 	dials       atomic.Int32 // in memory only
-	rollbacks   [][]string
+	rollbacks   []string
 	rollbackErr error
-	// onRollback runs when the engine is asked to roll back (the test's
-	// stand-in for restoring good files).
+	// onRollback runs when the engine rolls an upstream module back (the
+	// test's stand-in for restoring good files).
 	onRollback func()
 	pingDown   atomic.Bool
 }
@@ -89,51 +92,112 @@ func (f *fixture) withPing(b *Block) {
 	}
 }
 
-// fixtureRuns numbers the fixture's runs, as the engine numbers its own.
-var fixtureRuns atomic.Uint64
+// upstream stands for a module the unit may restart on (docker_daemon,
+// subordinate_ids.dockremap) as the engine sees it: it plans the changes it
+// was given until it has applied them, and rollback restores it.
+type upstream struct {
+	id       string
+	changes  []agent.Change
+	applied  bool
+	rollback func(id string) error
+}
 
-// env is one run's environment, as the engine makes it.
-func (f *fixture) env(upstream map[string][]agent.Change, applying bool) *agent.Env {
-	env := &agent.Env{Run: fixtureRuns.Add(1), StateDir: f.dir, Journal: agent.NewJournal(f.dir), Upstream: upstream, Applying: applying}
-	env.RollbackUpstream = func(ctx context.Context, ids []string) error {
-		f.rollbacks = append(f.rollbacks, ids)
-		if f.onRollback != nil {
-			f.onRollback()
-		}
-		return f.rollbackErr
+func (u *upstream) ID() string { return u.id }
+func (u *upstream) Plan(context.Context, *agent.Env) (*agent.Plan, error) {
+	if u.applied {
+		return &agent.Plan{}, nil
 	}
-	return env
+	return &agent.Plan{Changes: u.changes}, nil
+}
+func (u *upstream) Apply(context.Context, *agent.Env, *agent.Plan) error {
+	u.applied = true
+	return nil
+}
+func (u *upstream) Rollback(context.Context, *agent.Env) error {
+	if u.rollback == nil {
+		return nil
+	}
+	return u.rollback(u.id)
+}
+
+// engineRun is one `dockward plan` (apply false) or `dockward apply` of the
+// real engine over the upstream modules and mod, with its journal in dir:
+// the engine records the owed restart before the upstream modules write,
+// hands mod what is owed, rolls back and retries. It returns mod's plan (or
+// the changes it made) and the error its run ended with.
+func engineRun(ctx context.Context, t testing.TB, dir string, mod *Module, up map[string][]agent.Change, rollback func(id string) error, apply bool) (*agent.Plan, error) {
+	t.Helper()
+	var mods []agent.Module
+	ids := make([]string, 0, len(up))
+	for id := range up {
+		ids = append(ids, id)
+	}
+	sort.Strings(ids)
+	for _, id := range ids {
+		mods = append(mods, &upstream{id: id, changes: up[id], rollback: rollback})
+	}
+	log := logrus.New()
+	log.SetOutput(io.Discard)
+	e := &agent.Engine{Modules: append(mods, mod), StateDir: dir, Log: log, LockWait: time.Minute}
+	run := e.Plan
+	if apply {
+		run = e.Apply
+	}
+	rep, err := run(ctx, nil)
+	if err != nil {
+		t.Fatalf("engine: %v", err)
+	}
+	for _, mr := range rep.Modules {
+		if mr.ID == mod.ID() {
+			return &agent.Plan{Changes: mr.Changes}, mr.Err()
+		}
+	}
+	t.Fatalf("no result for %s in %+v", mod.ID(), rep.Modules)
+	return nil, nil
+}
+
+// rollbackFunc records the engine's rollbacks in the fixture.
+func (f *fixture) rollbackFunc(id string) error {
+	f.rollbacks = append(f.rollbacks, id)
+	if f.onRollback != nil {
+		f.onRollback()
+	}
+	return f.rollbackErr
 }
 
 // plan is `dockward plan`: upstream holds the changes planned upstream.
 func (f *fixture) plan(upstream map[string][]agent.Change) *agent.Plan {
 	f.t.Helper()
-	p, err := f.m.Plan(context.Background(), f.env(upstream, false))
+	p, err := engineRun(context.Background(), f.t, f.dir, f.m, upstream, f.rollbackFunc, false)
 	if err != nil {
 		f.t.Fatalf("plan: %v", err)
 	}
 	return p
 }
 
-// apply is `dockward apply` as the engine runs it: the restart owed is
-// journaled before the upstream modules write, then this module plans
-// with their changes and applies. It returns the env for planning again
-// within the same run.
-func (f *fixture) apply(upstream map[string][]agent.Change) (*agent.Env, *agent.Plan, error) {
+// apply is `dockward apply`: the upstream modules write their changes and
+// the engine hands the module the restart they owe.
+func (f *fixture) apply(upstream map[string][]agent.Change) (*agent.Plan, error) {
 	f.t.Helper()
-	env := f.env(upstream, true)
-	for _, id := range f.m.RestartOn() {
-		if cs := upstream[id]; len(cs) > 0 {
-			if err := env.Journal.Owe(f.m.Unit(), id, cs); err != nil {
-				f.t.Fatal(err)
-			}
+	return f.applyCtx(context.Background(), upstream)
+}
+
+func (f *fixture) applyCtx(ctx context.Context, upstream map[string][]agent.Change) (*agent.Plan, error) {
+	f.t.Helper()
+	return engineRun(ctx, f.t, f.dir, f.m, upstream, f.rollbackFunc, true)
+}
+
+// env is what the engine hands the module directly, for tests that split
+// Plan and Apply: a restart owed for the upstream changes of this run.
+func (f *fixture) env(up map[string][]agent.Change) *agent.Env {
+	env := &agent.Env{StateDir: f.dir}
+	if len(up) > 0 {
+		env.Due = agent.Due{Kind: agent.Restart, Changes: up}
+		for id := range up {
+			env.Due.ChangedNow = append(env.Due.ChangedNow, id)
 		}
 	}
-	p, err := f.m.Plan(context.Background(), env)
-	if err != nil {
-		return env, p, err
-	}
-	return env, p, f.m.Apply(context.Background(), env, p)
+	return env
 }
 
 func (f *fixture) owed() *agent.Owed {
@@ -150,6 +214,16 @@ func changes(targets ...string) []agent.Change {
 	var cs []agent.Change
 	for _, t := range targets {
 		cs = append(cs, agent.Change{Action: agent.Update, Target: t, Old: "a", New: "b"})
+	}
+	return cs
+}
+
+// reloads builds docker_daemon's changes to keys dockerd reloads on SIGHUP,
+// marked as the docker_daemon module marks them.
+func reloads(targets ...string) []agent.Change {
+	cs := changes(targets...)
+	for i := range cs {
+		cs[i].Reload = true
 	}
 	return cs
 }

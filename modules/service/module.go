@@ -5,8 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"sort"
-	"strings"
 	"time"
 
 	"github.com/dockward/dockward/agent"
@@ -18,12 +16,6 @@ import (
 type Module struct {
 	b  *Block
 	sd *systemd
-
-	// handled identifies the run (see runKey) whose upstream changes a
-	// verified restart, reload or rollback has already covered: planning
-	// again in that run must not restart again. The durable side of this
-	// is the journal, which the engine writes before every upstream change.
-	handled any
 
 	// waited is how long the last Apply spent waiting for systemd and
 	// dockerd (job results, polls, /_ping); the rest of its time is
@@ -59,6 +51,9 @@ func (m *Module) RestartOn() []string {
 	return ids
 }
 
+// RollsBack implements agent.Restarter: the block's rollback.
+func (m *Module) RollsBack() bool { return m.b.Rollback }
+
 // Close drops the D-Bus connection. The module re-connects if used again.
 func (m *Module) Close() { m.sd.close() }
 
@@ -81,18 +76,8 @@ type planState struct {
 	before unitState
 	enable *bool
 	action action
-	// owed are the changes a restart is owed for, by module: this run's
-	// upstream changes and the journal's (an earlier, interrupted run).
-	owed map[string][]agent.Change
-	// changedNow are the restart_on modules that changed in this run: the
-	// only ones a rollback can restore.
-	changedNow []string
-	// since is when the journal first recorded the owed restart (zero when
-	// the journal has none).
-	since time.Time
-	// written is when the journal's owed changes were written (zero when
-	// the journal has none, or the run that wrote them died first).
-	written time.Time
+	// due is what the engine says the unit owes, and why.
+	due agent.Due
 	// forget says why an owed restart is not needed (actForget).
 	forget string
 }
@@ -119,28 +104,8 @@ func (m *Module) Plan(ctx context.Context, env *agent.Env) (*agent.Plan, error) 
 		return nil, fmt.Errorf("read %s: its unit file could not be loaded (LoadState %s); see `systemctl status %s`", unit, u.LoadState, unit)
 	}
 
-	st := &planState{before: u, owed: map[string][]agent.Change{}}
-	if env.Journal != nil {
-		o, err := env.Journal.Get(unit)
-		if err != nil {
-			return nil, err
-		}
-		if o != nil {
-			st.since, st.written = o.Since, o.Written
-			for _, id := range o.Modules() {
-				st.owed[id] = mergeChanges(st.owed[id], o.Changes[id])
-			}
-		}
-	}
-	if runKey(env) != m.handled {
-		for _, id := range m.RestartOn() {
-			if cs := env.Upstream[id]; len(cs) > 0 {
-				st.changedNow = append(st.changedNow, id)
-				st.owed[id] = mergeChanges(st.owed[id], cs)
-			}
-		}
-	}
-
+	due := env.Due
+	st := &planState{before: u, due: due}
 	var changes []agent.Change
 	if c, enable, err := m.planEnabled(u); err != nil {
 		return nil, err
@@ -149,7 +114,7 @@ func (m *Module) Plan(ctx context.Context, env *agent.Env) (*agent.Plan, error) 
 		changes = append(changes, c)
 	}
 
-	why := describeOwed(st.owed)
+	why := due.Why()
 	switch {
 	case m.b.State == StateStopped && u.running():
 		st.action = actStop
@@ -158,32 +123,32 @@ func (m *Module) Plan(ctx context.Context, env *agent.Env) (*agent.Plan, error) 
 	case m.b.State == StateRunning && (!u.running() || u.crashLooping()):
 		st.action = actStart
 		d := "start " + unit
-		if len(st.owed) > 0 {
+		if due.Owed() {
 			// First boot: the unit has never run the old files, so a start
 			// is all it needs.
 			d += ": it reads the new files as it starts (" + why + ")"
 		}
 		changes = append(changes, agent.Change{Action: agent.Update, Target: "state", Old: u.ActiveState, New: "active", Detail: d})
-	case len(st.owed) > 0 && u.running() && len(st.changedNow) == 0 && u.startedAfter(st.written):
+	case due.Owed() && u.running() && len(due.ChangedNow) == 0 && u.startedAfter(due.Written):
 		// Owed only by the journal, and the unit started after the changes
 		// were written: it already runs on the new files. First boot is
 		// this case: dockward-firstboot writes the files before docker's
 		// first start, and the agent must not restart docker afterwards.
 		st.action = actForget
 		st.forget = fmt.Sprintf("%s started at %s, after the owed changes were written at %s: it already reads the new files (%s)",
-			unit, stamp(u.ActiveEnter), stamp(st.written), why)
+			unit, stamp(u.ActiveEnter), stamp(due.Written), why)
 		changes = append(changes, agent.Change{Action: agent.Update, Target: unit, Old: "restart owed", New: "not needed", Detail: st.forget})
-	case len(st.owed) > 0 && u.running():
+	case due.Owed() && u.running():
 		st.action = actRestart
-		if u.ActiveState == "active" && u.CanReload && onlyReloadable(st.owed) {
+		if due.Kind == agent.Reload && u.ActiveState == "active" && u.CanReload {
 			st.action = actReload
 		}
 		d := string(st.action) + " " + unit + ": " + why
-		if len(st.changedNow) == 0 && !st.since.IsZero() {
-			d += " (owed since " + st.since.Format(time.RFC3339) + " by an interrupted run)"
+		if len(due.ChangedNow) == 0 && !due.Since.IsZero() {
+			d += " (owed since " + due.Since.Format(time.RFC3339) + " by an interrupted run)"
 		}
 		changes = append(changes, agent.Change{Action: agent.Update, Target: unit, Old: u.ActiveState, New: string(st.action) + "ed", Detail: d})
-	case len(st.owed) > 0:
+	case due.Owed():
 		st.action = actForget
 		st.forget = unit + " is " + u.ActiveState + ": it reads the new files when it starts (" + why + ")"
 		changes = append(changes, agent.Change{Action: agent.Update, Target: unit, Old: "restart owed", New: "not needed", Detail: st.forget})
@@ -260,30 +225,31 @@ func (m *Module) Apply(ctx context.Context, env *agent.Env, plan *agent.Plan) er
 	case actStop:
 		err = m.stop(ctx)
 	case actStart, actRestart, actReload:
-		err = m.bounce(ctx, env, log, st)
+		err = m.bounce(ctx, log, st)
 	}
-	if err != nil && !errors.As(err, new(*agent.RolledBackError)) {
-		// The restart stays owed: the next run tries again.
-		return err
-	}
-	// Verified: on the new files, or, rolled back, on the old ones. Either
-	// way the running unit has read the files now on disk.
-	m.handled = runKey(env)
-	if env.Journal != nil {
-		if cerr := env.Journal.Clear(m.b.Unit); cerr != nil {
-			return errors.Join(err, fmt.Errorf("%s verified, but clearing its owed restart failed: %w", m.b.Unit, cerr))
-		}
-	}
+	// A failed restart stays owed: the engine clears what is owed only
+	// after this returns nil, and on a *agent.VerifyError it rolls the
+	// upstream modules back and calls Retry.
 	return err
 }
 
-// runKey identifies one run: the engine's run number; an unnumbered Env
-// (made outside the engine) is its own run.
-func runKey(env *agent.Env) any {
-	if env.Run != 0 {
-		return env.Run
+// Retry implements agent.Restarter: the restart of plan once more, after
+// the engine restored the upstream modules' files. A failed reload was
+// already followed by a restart, so a reload is retried as a restart.
+func (m *Module) Retry(ctx context.Context, env *agent.Env, plan *agent.Plan) error {
+	st, ok := plan.State.(*planState)
+	if !ok {
+		return nil
 	}
-	return env
+	kind := jobKind(st.action)
+	if kind == jobReload {
+		kind = jobRestart
+	}
+	log := logger(env).WithFields(logrus.Fields{"module": m.ID(), "target": m.b.Unit})
+	if err := m.runVerified(ctx, log, kind); err != nil {
+		return &agent.VerifyError{Err: err}
+	}
+	return nil
 }
 
 func logger(env *agent.Env) *logrus.Entry {
@@ -315,9 +281,9 @@ func (m *Module) stop(ctx context.Context) error {
 	}
 }
 
-// bounce starts, restarts or reloads the unit and verifies it; on failure it
-// rolls back when the block says so.
-func (m *Module) bounce(ctx context.Context, env *agent.Env, log *logrus.Entry, st *planState) error {
+// bounce starts, restarts or reloads the unit and verifies it. A failure is
+// an *agent.VerifyError: the engine decides on rollback.
+func (m *Module) bounce(ctx context.Context, log *logrus.Entry, st *planState) error {
 	kind := jobKind(st.action)
 	if kind == jobReload {
 		err := m.runVerified(ctx, log, jobReload)
@@ -329,11 +295,10 @@ func (m *Module) bounce(ctx context.Context, env *agent.Env, log *logrus.Entry, 
 		log.WithError(err).Warn("reload failed; restarting instead")
 		kind = jobRestart
 	}
-	first := m.runVerified(ctx, log, kind)
-	if first == nil {
-		return nil
+	if err := m.runVerified(ctx, log, kind); err != nil {
+		return &agent.VerifyError{Err: err}
 	}
-	return m.recover(ctx, env, log, st, kind, first)
+	return nil
 }
 
 // runVerified runs one job and verifies the unit: the job ends "done", the
@@ -410,88 +375,4 @@ func (m *Module) describe(ctx context.Context) string {
 		return fmt.Sprintf("the state of %s is unknown: %v", m.b.Unit, err)
 	}
 	return fmt.Sprintf("%s was left %s", m.b.Unit, u)
-}
-
-// recover handles a restart (or start) that did not verify: with rollback,
-// restore the last-known-good files of the restart_on modules that changed
-// in this run, reset the unit's failed state and start limit, restart it
-// and verify again.
-func (m *Module) recover(ctx context.Context, env *agent.Env, log *logrus.Entry, st *planState, kind jobKind, first error) error {
-	if ctx.Err() != nil || len(st.owed) == 0 {
-		// Interrupted (the restart stays owed for the next run), or a plain
-		// start that no file change caused: nothing to roll back.
-		return first
-	}
-	if !m.b.Rollback {
-		return fmt.Errorf("%w; rollback is off, the new files stay and the restart stays owed", first)
-	}
-	if len(st.changedNow) == 0 {
-		return fmt.Errorf("%w; not rolled back: no module in restart_on changed in this run (the restart was owed since %s by an interrupted run, whose files have no last-known-good copy from this run)",
-			first, st.since.Format(time.RFC3339))
-	}
-	return m.rollback(ctx, env, log, st.changedNow, kind, first)
-}
-
-func (m *Module) rollback(ctx context.Context, env *agent.Env, log *logrus.Entry, changed []string, kind jobKind, first error) error {
-	unit := m.b.Unit
-	what := strings.Join(changed, ", ")
-	if env.RollbackUpstream == nil {
-		return fmt.Errorf("%w; cannot roll back %s: the engine offers no rollback here; the new files stay", first, what)
-	}
-	log.WithError(first).Warnf("%s did not come back; rolling back %s", unit, what)
-	if rerr := env.RollbackUpstream(ctx, m.RestartOn()); rerr != nil {
-		// Some files may be back, and the unit is down anyway: one more
-		// start can only help.
-		var state string
-		if err := m.runVerified(ctx, log, kind); err == nil {
-			state = unit + " is active again (verified) on what is on disk now"
-		} else {
-			state = unit + " did not come back: " + err.Error()
-		}
-		return fmt.Errorf("%w; rollback failed too: %v; of %s, the files of the modules named there may still be the new ones, the others' were restored; %s",
-			first, rerr, what, state)
-	}
-	if err := m.runVerified(ctx, log, kind); err != nil {
-		return fmt.Errorf("%w; restored the last-known-good files of %s, but %s did not come back with them either: %v",
-			first, what, unit, err)
-	}
-	log.Warnf("rolled back %s; %s is active again on the previous files", what, unit)
-	return &agent.RolledBackError{Err: fmt.Errorf("%w; restored the last-known-good files of %s, and %s is active again (verified)", first, what, unit)}
-}
-
-// describeOwed renders what a restart is owed for:
-// "docker_daemon changed log-opts, userns-remap; subordinate_ids.dockremap changed /etc/subuid".
-func describeOwed(owed map[string][]agent.Change) string {
-	ids := make([]string, 0, len(owed))
-	for id := range owed {
-		ids = append(ids, id)
-	}
-	sort.Strings(ids)
-	var parts []string
-	for _, id := range ids {
-		var targets []string
-		seen := map[string]bool{}
-		for _, c := range owed[id] {
-			if !seen[c.Target] {
-				seen[c.Target] = true
-				targets = append(targets, c.Target)
-			}
-		}
-		parts = append(parts, id+" changed "+strings.Join(targets, ", "))
-	}
-	return strings.Join(parts, "; ")
-}
-
-// mergeChanges appends the changes of b not already in a.
-func mergeChanges(a, b []agent.Change) []agent.Change {
-outer:
-	for _, c := range b {
-		for _, have := range a {
-			if have == c {
-				continue outer
-			}
-		}
-		a = append(a, c)
-	}
-	return a
 }

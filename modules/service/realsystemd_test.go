@@ -51,31 +51,18 @@ func (h *realHost) show(prop string) string {
 	return strings.TrimSpace(h.m.MustRun(h.t, "systemctl", "show", "-p", prop, "--value", docker))
 }
 
-func (h *realHost) env(up map[string][]agent.Change, rollback func(context.Context, []string) error) *agent.Env {
-	return &agent.Env{StateDir: h.dir, Journal: agent.NewJournal(h.dir), Upstream: up, Applying: true, RollbackUpstream: rollback}
-}
-
-// run is one apply as the engine does it: journal, plan, apply.
-func (h *realHost) run(up map[string][]agent.Change, rollback func(context.Context, []string) error) (*agent.Plan, error) {
+// run is one apply of the engine over upstream modules that changed up;
+// rollback restores them.
+func (h *realHost) run(up map[string][]agent.Change, rollback func(id string) error) (*agent.Plan, error) {
 	h.t.Helper()
-	env := h.env(up, rollback)
-	for id, cs := range up {
-		if err := env.Journal.Owe(docker, id, cs); err != nil {
-			h.t.Fatal(err)
-		}
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	p, err := h.mod.Plan(ctx, env)
-	if err != nil {
-		return nil, err
-	}
-	return p, h.mod.Apply(ctx, env, p)
+	return engineRun(ctx, h.t, h.dir, h.mod, up, rollback, true)
 }
 
 func (h *realHost) planEmpty() {
 	h.t.Helper()
-	p, err := h.mod.Plan(context.Background(), h.env(nil, nil))
+	p, err := engineRun(context.Background(), h.t, h.dir, h.mod, nil, nil, false)
 	if err != nil || !p.Empty() {
 		h.t.Errorf("plan in the next run: %v %+v", err, p)
 	}
@@ -161,8 +148,8 @@ func TestRealSystemd(t *testing.T) {
 		old, readErr := os.ReadFile(m.Root() + path)
 		m.WriteFile(t, path, []byte(`{"storage-driver": "zfs"}`+"\n"), 0o644)
 		var rolledBack []string
-		restore := func(ctx context.Context, ids []string) error {
-			rolledBack = ids
+		restore := func(id string) error {
+			rolledBack = append(rolledBack, id)
 			if readErr != nil {
 				return os.Remove(m.Root() + path)
 			}
@@ -179,7 +166,7 @@ func TestRealSystemd(t *testing.T) {
 			t.Errorf("first failure: %v", rb.Err)
 		}
 		if len(rolledBack) == 0 {
-			t.Error("RollbackUpstream not called")
+			t.Error("the engine rolled nothing back")
 		}
 		if s := h.show("ActiveState"); s != "active" {
 			t.Errorf("after rollback ActiveState %s", s)
@@ -215,7 +202,7 @@ func TestRealSystemd(t *testing.T) {
 	t.Run("no such unit", func(t *testing.T) {
 		mod := New(testBlock(func(b *Block) { b.Unit = "no-such-thing.service" }))
 		defer mod.Close()
-		_, err := mod.Plan(context.Background(), h.env(nil, nil))
+		_, err := mod.Plan(context.Background(), &agent.Env{StateDir: h.dir})
 		if !errors.Is(err, ErrNoSuchUnit) {
 			t.Fatalf("plan: %v", err)
 		}

@@ -63,7 +63,7 @@ func TestWatchReportsAStoppedUnit(t *testing.T) {
 		t.Errorf("reason = %q", r)
 	}
 	// The agent starts it again: back as wanted, nothing more to say.
-	if _, _, err := f.apply(nil); err != nil {
+	if _, err := f.apply(nil); err != nil {
 		t.Fatal(err)
 	}
 	ev.None(t, 300*time.Millisecond, "after the start")
@@ -94,7 +94,7 @@ func TestWatchQuietDuringRestart(t *testing.T) {
 	f.sd.SetJobDelay(100 * time.Millisecond)
 	ev, _ := startWatch(t, f)
 	for i := range 3 {
-		if _, _, err := f.apply(map[string][]agent.Change{"docker_daemon": changes("log-opts")}); err != nil {
+		if _, err := f.apply(map[string][]agent.Change{"docker_daemon": changes("log-opts")}); err != nil {
 			t.Fatal(err)
 		}
 		if n := f.sd.Count("RestartUnit", docker); n != i+1 {
@@ -205,7 +205,7 @@ func TestRealWatch(t *testing.T) {
 
 	t.Run("dockward's restart is quiet", func(t *testing.T) {
 		before := time.Now()
-		if _, _, err := f.apply(map[string][]agent.Change{"docker_daemon": changes("log-opts")}); err != nil {
+		if _, err := f.apply(map[string][]agent.Change{"docker_daemon": changes("log-opts")}); err != nil {
 			t.Fatal(err)
 		}
 		ev.None(t, 2*time.Second, "after dockward restarted docker")
@@ -226,7 +226,7 @@ func TestRealWatch(t *testing.T) {
 		if r := ev.Next(t, "after systemctl stop docker"); !strings.Contains(r, "docker.service is inactive (dead), want running") {
 			t.Errorf("reason %q", r)
 		}
-		if _, _, err := f.apply(nil); err != nil {
+		if _, err := f.apply(nil); err != nil {
 			t.Fatal(err)
 		}
 		ev.None(t, 2*time.Second, "after dockward started it again")
@@ -253,7 +253,7 @@ func TestRealWatch(t *testing.T) {
 		if r := ev.Next(t, "after systemctl disable docker"); !strings.Contains(r, "is disabled, want enabled = true") {
 			t.Errorf("reason %q", r)
 		}
-		if _, _, err := f.apply(nil); err != nil {
+		if _, err := f.apply(nil); err != nil {
 			t.Fatal(err)
 		}
 		if got := strings.TrimSpace(m.MustRun(t, "systemctl", "is-enabled", "docker.service")); got != "enabled" {

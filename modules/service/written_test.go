@@ -47,7 +47,7 @@ func TestOwedRestartNotNeededWhenUnitStartedAfterTheWrite(t *testing.T) {
 			!strings.HasSuffix(d, "it already reads the new files (docker_daemon changed userns-remap)") {
 			t.Errorf("detail = %q", d)
 		}
-		if _, _, err := f.apply(nil); err != nil {
+		if _, err := f.apply(nil); err != nil {
 			t.Fatal(err)
 		}
 		if c := jobCalls(f.sd); len(c) != 0 {
@@ -90,7 +90,7 @@ func TestOwedRestartStillNeeded(t *testing.T) {
 				u.InactiveExit, u.ActiveEnter = tc.inactiveExit, tc.activeEnter
 				f := tr.make(t, testBlock(), u)
 				oweWritten(t, f, tc.written)
-				_, p, err := f.apply(tc.upstream)
+				p, err := f.apply(tc.upstream)
 				if err != nil {
 					t.Fatal(err)
 				}

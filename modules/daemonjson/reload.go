@@ -1,16 +1,10 @@
-package service
+package daemonjson
 
 import (
 	"strings"
 
 	"github.com/dockward/dockward/agent"
 )
-
-// daemonJSONModule is the docker_daemon module's ID. Its changes carry the
-// daemon.json key as Target, which is what decides between reload and
-// restart. (Named here rather than imported: the daemonjson package may
-// use this package's D-Bus adapter, and Go forbids the cycle.)
-const daemonJSONModule = "docker_daemon"
 
 // reloadableKeys are the daemon.json keys dockerd applies on SIGHUP (the
 // unit's ExecReload) without a restart.
@@ -53,33 +47,23 @@ var reloadableKeys = map[string]bool{
 	"shutdown-timeout":                 true,
 }
 
-// reloadable reports whether one change, made by module, takes effect with a
-// reload of the unit. Only docker_daemon's key changes can; everything else
-// (subordinate_ids, the daemon.json file as a whole, other modules) needs a
-// restart.
-func reloadable(module string, c agent.Change) bool {
-	if module != daemonJSONModule {
-		return false
-	}
+// reloadable reports whether a change of one daemon.json key takes effect
+// with a reload of docker.service. A nested key ("log-opts.max-size")
+// belongs to its top-level key.
+func reloadable(c agent.Change) bool {
 	key := c.Target
-	// A nested key ("log-opts.max-size") belongs to its top-level key.
 	if i := strings.IndexByte(key, '.'); i >= 0 {
 		key = key[:i]
 	}
 	return reloadableKeys[key]
 }
 
-// onlyReloadable reports whether every owed change can be applied by a
-// reload. An empty set is not: there is nothing to reload for.
-func onlyReloadable(owed map[string][]agent.Change) bool {
-	n := 0
-	for module, cs := range owed {
-		for _, c := range cs {
-			if !reloadable(module, c) {
-				return false
-			}
-			n++
-		}
+// markReloads sets Reload on the key changes dockerd takes in on SIGHUP, so
+// that the engine owes docker.service a reload, not a restart, when only
+// those changed. Everything else (any other key, the file's mode) restarts.
+func markReloads(changes []agent.Change) []agent.Change {
+	for i := range changes {
+		changes[i].Reload = reloadable(changes[i])
 	}
-	return n > 0
+	return changes
 }
