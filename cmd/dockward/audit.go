@@ -4,12 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"io"
-	"strings"
 
 	"github.com/dockward/dockward/agent"
-	"github.com/dockward/dockward/agent/audit"
-	"github.com/dockward/dockward/config"
-	"github.com/dockward/dockward/modules"
+	"github.com/dockward/dockward/audit"
 	"github.com/sirupsen/logrus"
 )
 
@@ -17,14 +14,10 @@ import (
 // fails. The remap users checked are the configuration's subordinate_ids
 // blocks (dockremap when there is no configuration to read).
 func runAudit(ctx context.Context, g *globals, log *logrus.Logger, stdout, stderr io.Writer) int {
-	opt := audit.Options{Root: g.root, RemapUser: "dockremap"}
-	if src, err := config.Read(g.config, g.root); err == nil {
-		if cfg, diags := config.Decode(src.Filename, src.Bytes, modules.Kinds); !diags.HasErrors() {
-			for _, b := range cfg.Blocks {
-				if user, ok := strings.CutPrefix(b.ID(), "subordinate_ids."); ok {
-					opt.RemapUser = user
-				}
-			}
+	opt := audit.Options{Root: g.root, RemapUser: audit.DefaultRemapUser}
+	if _, cfg, diags, err := readConfig(g); err == nil {
+		if !diags.HasErrors() {
+			opt.RemapUser = audit.RemapUser(cfg)
 		}
 	} else {
 		log.WithError(err).Warn("audit: no usable configuration; checking the defaults")

@@ -123,7 +123,7 @@ func newLogger(g *globals, w io.Writer) (*logrus.Logger, error) {
 // load reads and decodes the configuration, printing diagnostics. With
 // report set (validate) it also prints the verdict.
 func load(g *globals, log *logrus.Logger, stdout, stderr io.Writer, report bool) (*config.File, int) {
-	src, err := config.Read(g.config, g.root)
+	src, cfg, diags, err := readConfig(g)
 	if err != nil {
 		if report && g.format == "json" {
 			_ = config.WriteJSON(stdout, hcl.Diagnostics{{Severity: hcl.DiagError, Summary: "Configuration refused", Detail: err.Error()}})
@@ -135,7 +135,6 @@ func load(g *globals, log *logrus.Logger, stdout, stderr io.Writer, report bool)
 	if src.Embedded {
 		log.Infof("%s does not exist; using the embedded default configuration (dockward init prints it)", config.DefaultPath)
 	}
-	cfg, diags := config.Decode(src.Filename, src.Bytes, modules.Kinds)
 	if report && g.format == "json" {
 		_ = config.WriteJSON(stdout, diags)
 	} else if len(diags) > 0 {
@@ -151,6 +150,18 @@ func load(g *globals, log *logrus.Logger, stdout, stderr io.Writer, report bool)
 		fmt.Fprintf(stdout, "%s: valid\n", src.Filename)
 	}
 	return cfg, agent.ExitOK
+}
+
+// readConfig reads the configuration (-c, or the default path under
+// --root, or the embedded default) and decodes it against the registry's
+// block kinds: the one place the command line does.
+func readConfig(g *globals) (*config.Source, *config.File, hcl.Diagnostics, error) {
+	src, err := config.Read(g.config, g.root)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	cfg, diags := config.Decode(src.Filename, src.Bytes, modules.Kinds)
+	return src, cfg, diags, nil
 }
 
 func countErrors(diags hcl.Diagnostics) int {

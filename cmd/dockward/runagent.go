@@ -14,7 +14,6 @@ import (
 	"github.com/coreos/go-systemd/v22/daemon"
 	"github.com/dockward/dockward/agent"
 	"github.com/dockward/dockward/config"
-	"github.com/dockward/dockward/modules"
 	"github.com/hashicorp/hcl/v2"
 	"github.com/sirupsen/logrus"
 )
@@ -62,7 +61,6 @@ func runAgent(ctx context.Context, g *globals, first *config.File, log *logrus.L
 
 	cfg := first
 	loads := 0
-	src, _ := config.Read(g.config, g.root)
 	loop := &agent.Loop{
 		Load: func() (*agent.Engine, agent.LoopSettings, error) {
 			loads++
@@ -88,8 +86,8 @@ func runAgent(ctx context.Context, g *globals, first *config.File, log *logrus.L
 		Log:     log,
 	}
 	switch {
-	case src != nil && !src.Embedded:
-		loop.ConfigPath = src.Filename
+	case first.Filename != config.DefaultFilename:
+		loop.ConfigPath = first.Filename
 	case g.config == "":
 		// Running on the embedded default: a configuration file that
 		// appears where it is looked for is loaded, as a changed one is.
@@ -110,11 +108,10 @@ func runAgent(ctx context.Context, g *globals, first *config.File, log *logrus.L
 
 // reloadConfig re-reads and re-validates the configuration for SIGHUP.
 func reloadConfig(g *globals, log *logrus.Logger) (*config.File, error) {
-	src, err := config.Read(g.config, g.root)
+	src, cfg, diags, err := readConfig(g)
 	if err != nil {
 		return nil, err
 	}
-	cfg, diags := config.Decode(src.Filename, src.Bytes, modules.Kinds)
 	if diags.HasErrors() {
 		// One log entry that names every error where it is; `dockward
 		// validate` shows them with their source lines.

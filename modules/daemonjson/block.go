@@ -14,7 +14,6 @@ import (
 	"sort"
 	"strings"
 
-	"github.com/dockward/dockward/agent"
 	"github.com/dockward/dockward/config"
 	"github.com/hashicorp/hcl/v2"
 	"github.com/hashicorp/hcl/v2/hclsyntax"
@@ -43,9 +42,6 @@ func (b *Block) ID() string { return Kind.Type }
 
 // DefRange implements config.Block.
 func (b *Block) DefRange() hcl.Range { return b.Range }
-
-// Module makes the docker_daemon module for this block.
-func (b *Block) Module() agent.Module { return New(b) }
 
 // firstClass maps the block's own attributes to the daemon.json keys they
 // set. A settings entry naming one of these keys while the attribute is

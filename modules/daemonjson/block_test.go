@@ -101,8 +101,8 @@ func TestDecode(t *testing.T) {
 			if diff := cmp.Diff(tt.managed, memberStrings(b.Managed)); diff != "" {
 				t.Errorf("managed (-want +got):\n%s", diff)
 			}
-			if b.ID() != "docker_daemon" || b.Module().ID() != "docker_daemon" {
-				t.Errorf("ID = %q, module ID = %q", b.ID(), b.Module().ID())
+			if b.ID() != "docker_daemon" || New(b).ID() != "docker_daemon" {
+				t.Errorf("ID = %q, module ID = %q", b.ID(), New(b).ID())
 			}
 		})
 	}

@@ -51,7 +51,7 @@ func liveEnv(t testing.TB) (*agent.Env, string) {
 func liveModule(t testing.TB, dir, body string, units UnitReader) *Module {
 	t.Helper()
 	b := mustDecode(t, "docker_daemon {\n  path = \""+filepath.Join(dir, "etc/docker/daemon.json")+"\"\n"+body+"\n}\n")
-	m := b.Module().(*Module)
+	m := New(b)
 	m.Units = units
 	m.Dockerd = filepath.Join(dir, "no-dockerd-here")
 	return m
@@ -292,7 +292,7 @@ func TestOfflineSkipsUnitAndDockerd(t *testing.T) {
 	b := mustDecode(t, `docker_daemon {
   log_driver = "json-file"
 }`)
-	m := b.Module().(*Module)
+	m := New(b)
 	m.Units = units
 	bin := t.TempDir()
 	m.Dockerd = writeFakeDockerd(t, bin, "Docker version 26.1.5, build a72d7cd", 1, "must not run")

@@ -35,7 +35,7 @@ func TestPlanGolden(t *testing.T) {
 			if data, err := os.ReadFile(filepath.Join(dir, "owned.json")); err == nil {
 				writeFile(t, filepath.Join(stateDir(env.StateDir), ownedFile), string(data))
 			}
-			got := renderPlan(b.Module(), env)
+			got := renderPlan(New(b), env)
 			agenttest.Golden(t, filepath.Join("testdata/plan", name+".golden"), got)
 		})
 	}

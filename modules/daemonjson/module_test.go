@@ -90,13 +90,13 @@ func TestApplyThenPlanEmpty(t *testing.T) {
 			if name != "no file" {
 				writeFile(t, path, existing)
 			}
-			m := mustDecode(t, designExample).Module()
+			m := New(mustDecode(t, designExample))
 			apply(t, m, env)
 			if p := plan(t, m, env); !p.Empty() {
 				t.Fatalf("plan after apply: %v", p.Changes)
 			}
 			// And a fresh module instance (a new run) agrees.
-			if p := plan(t, mustDecode(t, designExample).Module(), env); !p.Empty() {
+			if p := plan(t, New(mustDecode(t, designExample)), env); !p.Empty() {
 				t.Fatalf("plan after apply, new run: %v", p.Changes)
 			}
 			fi, err := os.Stat(path)
@@ -118,7 +118,7 @@ func TestPlanChangesNothing(t *testing.T) {
 	path := env.Path(DefaultPath)
 	const existing = `{"debug":true}`
 	writeFile(t, path, existing)
-	p := plan(t, mustDecode(t, designExample).Module(), env)
+	p := plan(t, New(mustDecode(t, designExample)), env)
 	if p.Empty() {
 		t.Fatal("plan is empty, want changes")
 	}
@@ -134,9 +134,9 @@ func TestUnmanagedKeysKeepValueAndPlace(t *testing.T) {
 	env := rootEnv(t)
 	path := env.Path(DefaultPath)
 	writeFile(t, path, `{"data-root":"/srv/docker","icc":true,"registry-mirrors":["https://m.example"],"mtu":1450.0}`)
-	apply(t, mustDecode(t, `docker_daemon {
+	apply(t, New(mustDecode(t, `docker_daemon {
   settings = { icc = false, "live-restore" = true }
-}`).Module(), env)
+}`)), env)
 	want := `{
   "data-root": "/srv/docker",
   "icc": false,
@@ -159,10 +159,10 @@ func TestFormattingAloneIsNoChange(t *testing.T) {
 	// in odd formatting. Nothing to do, nothing rewritten.
 	const existing = "{\"icc\":false,   \"log-opts\":{\"max-file\":\"3\",\"max-size\":\"10m\"},\n\"mtu\": 15e2}"
 	writeFile(t, path, existing)
-	m := mustDecode(t, `docker_daemon {
+	m := New(mustDecode(t, `docker_daemon {
   log_opts = { max-size = "10m", max-file = 3 }
   settings = { icc = false }
-}`).Module()
+}`))
 	if p := plan(t, m, env); !p.Empty() {
 		t.Fatalf("plan = %v, want empty", p.Changes)
 	}
@@ -173,9 +173,9 @@ func TestDroppedKeyRemovedOnlyIfOwned(t *testing.T) {
 	path := env.Path(DefaultPath)
 	// icc was there before dockward; debug and live-restore are added by it.
 	writeFile(t, path, `{"icc": false}`)
-	apply(t, mustDecode(t, `docker_daemon {
+	apply(t, New(mustDecode(t, `docker_daemon {
   settings = { icc = false, debug = true, "live-restore" = true }
-}`).Module(), env)
+}`)), env)
 
 	// The operator edits live-restore by hand: it is theirs now.
 	doc, _ := Parse([]byte(readFile(t, path)))
@@ -187,7 +187,7 @@ func TestDroppedKeyRemovedOnlyIfOwned(t *testing.T) {
 	writeFile(t, path, string(Render(doc)))
 
 	// All three dropped from the configuration.
-	m := mustDecode(t, `docker_daemon {}`).Module()
+	m := New(mustDecode(t, `docker_daemon {}`))
 	p := apply(t, m, env)
 	if len(p.Changes) != 1 || p.Changes[0].Target != "debug" || p.Changes[0].Action != agent.Delete {
 		t.Fatalf("changes = %v, want only - debug", p.Changes)
@@ -208,15 +208,15 @@ func TestDroppedKeyRemovedOnlyIfOwned(t *testing.T) {
 
 func TestOwnershipIsPerFile(t *testing.T) {
 	env := rootEnv(t)
-	apply(t, mustDecode(t, `docker_daemon {
+	apply(t, New(mustDecode(t, `docker_daemon {
   settings = { debug = true }
-}`).Module(), env)
+}`)), env)
 	// Same key in another file: not ours, so dropping it there keeps it.
 	other := env.Path("/srv/daemon.json")
 	writeFile(t, other, `{"debug": true}`)
-	if p := plan(t, mustDecode(t, `docker_daemon {
+	if p := plan(t, New(mustDecode(t, `docker_daemon {
   path = "/srv/daemon.json"
-}`).Module(), env); !p.Empty() {
+}`)), env); !p.Empty() {
 		t.Errorf("plan = %v, want empty", p.Changes)
 	}
 }
@@ -226,7 +226,7 @@ func TestMalformedFileLeftAlone(t *testing.T) {
 	path := env.Path(DefaultPath)
 	const bad = "{\n  \"debug\": true,\n  \"icc\": tru\n}\n"
 	writeFile(t, path, bad)
-	m := mustDecode(t, designExample).Module()
+	m := New(mustDecode(t, designExample))
 	_, err := m.Plan(context.Background(), env)
 	var fe *FileError
 	if !errors.As(err, &fe) {
@@ -244,7 +244,7 @@ func TestApplyRefusesFileChangedSincePlan(t *testing.T) {
 	env := rootEnv(t)
 	path := env.Path(DefaultPath)
 	writeFile(t, path, `{"debug": true}`)
-	m := mustDecode(t, designExample).Module()
+	m := New(mustDecode(t, designExample))
 	p := plan(t, m, env)
 	writeFile(t, path, `{"debug": false}`)
 	err := m.Apply(context.Background(), env, p)
@@ -260,7 +260,7 @@ func TestApplyCreatesDirectory(t *testing.T) {
 	env := rootEnv(t)
 	// A hardened umask must not make /etc/docker unreadable.
 	defer syscall.Umask(syscall.Umask(0o077))
-	apply(t, mustDecode(t, designExample).Module(), env)
+	apply(t, New(mustDecode(t, designExample)), env)
 	fi, err := os.Stat(filepath.Dir(env.Path(DefaultPath)))
 	if err != nil {
 		t.Fatal(err)
@@ -278,7 +278,7 @@ func TestSymlinkRefused(t *testing.T) {
 	if err := os.Symlink(env.Path("/srv/real.json"), path); err != nil {
 		t.Fatal(err)
 	}
-	_, err := mustDecode(t, designExample).Module().Plan(context.Background(), env)
+	_, err := New(mustDecode(t, designExample)).Plan(context.Background(), env)
 	if err == nil || !strings.Contains(err.Error(), "symbolic link") {
 		t.Fatalf("plan err = %v, want a symlink refusal", err)
 	}
@@ -307,7 +307,7 @@ func TestReadOnlyDirectory(t *testing.T) {
 	const old = `{"debug": true}`
 	writeFile(t, path, old)
 	makeReadOnly(t, filepath.Dir(path))
-	m := mustDecode(t, designExample).Module()
+	m := New(mustDecode(t, designExample))
 	p := plan(t, m, env)
 	err := m.Apply(context.Background(), env, p)
 	if err == nil || !strings.Contains(err.Error(), "write "+path) {
@@ -349,7 +349,7 @@ func TestFullFileSystem(t *testing.T) {
 	}
 	fill.Close()
 
-	m := mustDecode(t, designExample).Module()
+	m := New(mustDecode(t, designExample))
 	p := plan(t, m, env)
 	if err := m.Apply(context.Background(), env, p); err == nil || !errors.Is(err, syscall.ENOSPC) {
 		t.Fatalf("apply err = %v, want ENOSPC", err)
@@ -367,12 +367,12 @@ func TestRollbackRestoresPrevious(t *testing.T) {
 	path := env.Path(DefaultPath)
 	const old = `{"debug": true}`
 	writeFile(t, path, old)
-	m := mustDecode(t, designExample).Module()
+	m := New(mustDecode(t, designExample))
 	apply(t, m, env)
 	if readFile(t, path) == old {
 		t.Fatal("apply did not write")
 	}
-	if err := m.(agent.Rollbacker).Rollback(context.Background(), env); err != nil {
+	if err := m.Rollback(context.Background(), env); err != nil {
 		t.Fatal(err)
 	}
 	if got := readFile(t, path); got != old {
@@ -392,17 +392,17 @@ func TestRollbackRestoresPrevious(t *testing.T) {
 func TestRollbackRestoresOwnedRecord(t *testing.T) {
 	env := rootEnv(t)
 	path := env.Path(DefaultPath)
-	apply(t, mustDecode(t, `docker_daemon {
+	apply(t, New(mustDecode(t, `docker_daemon {
   settings = { debug = true }
-}`).Module(), env)
+}`)), env)
 	before := readFile(t, path)
 	owned := readFile(t, filepath.Join(stateDir(env.StateDir), ownedFile))
 
-	m := mustDecode(t, `docker_daemon {
+	m := New(mustDecode(t, `docker_daemon {
   settings = { debug = true, icc = false }
-}`).Module()
+}`))
 	apply(t, m, env)
-	if err := m.(agent.Rollbacker).Rollback(context.Background(), env); err != nil {
+	if err := m.Rollback(context.Background(), env); err != nil {
 		t.Fatal(err)
 	}
 	if got := readFile(t, path); got != before {
@@ -416,9 +416,9 @@ func TestRollbackRestoresOwnedRecord(t *testing.T) {
 func TestRollbackRemovesNewFile(t *testing.T) {
 	env := rootEnv(t)
 	path := env.Path(DefaultPath)
-	m := mustDecode(t, designExample).Module()
+	m := New(mustDecode(t, designExample))
 	apply(t, m, env)
-	if err := m.(agent.Rollbacker).Rollback(context.Background(), env); err != nil {
+	if err := m.Rollback(context.Background(), env); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := os.Stat(path); !errors.Is(err, os.ErrNotExist) {
@@ -428,7 +428,7 @@ func TestRollbackRemovesNewFile(t *testing.T) {
 
 func TestRollbackWithoutCopy(t *testing.T) {
 	env := rootEnv(t)
-	err := mustDecode(t, designExample).Module().(agent.Rollbacker).Rollback(context.Background(), env)
+	err := New(mustDecode(t, designExample)).Rollback(context.Background(), env)
 	if err == nil || !strings.Contains(err.Error(), "no last-known-good copy") {
 		t.Fatalf("rollback err = %v", err)
 	}
@@ -439,13 +439,13 @@ func TestLastKnownGoodKept(t *testing.T) {
 	path := env.Path(DefaultPath)
 	const old = `{"debug": true}`
 	writeFile(t, path, old)
-	apply(t, mustDecode(t, designExample).Module(), env)
+	apply(t, New(mustDecode(t, designExample)), env)
 	if got := readFile(t, filepath.Join(stateDir(env.StateDir), lkgFile)); got != old {
 		t.Errorf("last-known-good = %q, want %q", got, old)
 	}
 	// A no-op run leaves it alone.
 	first := readFile(t, path)
-	apply(t, mustDecode(t, designExample).Module(), env)
+	apply(t, New(mustDecode(t, designExample)), env)
 	if got := readFile(t, filepath.Join(stateDir(env.StateDir), lkgFile)); got != old {
 		t.Errorf("last-known-good after no-op = %q", got)
 	}
@@ -460,7 +460,7 @@ func TestOwnedRecordUnreadableIsSafe(t *testing.T) {
 	writeFile(t, path, `{"debug": true}`)
 	writeFile(t, filepath.Join(stateDir(env.StateDir), ownedFile), `{not json`)
 	// debug would be removed if owned; with the record unreadable it stays.
-	if p := plan(t, mustDecode(t, `docker_daemon {}`).Module(), env); !p.Empty() {
+	if p := plan(t, New(mustDecode(t, `docker_daemon {}`)), env); !p.Empty() {
 		t.Errorf("plan = %v, want empty", p.Changes)
 	}
 }
@@ -469,7 +469,7 @@ func TestOwnedRecordUnreadableIsSafe(t *testing.T) {
 func BenchmarkNoopPlanApply(b *testing.B) {
 	env := rootEnv(b)
 	writeFile(b, env.Path(DefaultPath), `{"debug": true, "storage-driver": "overlay2", "dns": ["10.0.0.2"]}`)
-	m := mustDecode(b, designExample).Module()
+	m := New(mustDecode(b, designExample))
 	apply(b, m, env)
 	ctx := context.Background()
 	for b.Loop() {
@@ -492,10 +492,10 @@ func BenchmarkNoopPlanApply(b *testing.B) {
 func TestVerifiedLastKnownGoodSurvivesDrift(t *testing.T) {
 	env := rootEnv(t)
 	path := env.Path(DefaultPath)
-	m := mustDecode(t, designExample).Module()
+	m := New(mustDecode(t, designExample))
 	apply(t, m, env)
 	good := readFile(t, path)
-	if err := m.(agent.Committer).Commit(context.Background(), env); err != nil {
+	if err := m.Commit(context.Background(), env); err != nil {
 		t.Fatal(err)
 	}
 	bad := strings.Replace(good, `"10m"`, `"500m"`, 1)
@@ -507,7 +507,7 @@ func TestVerifiedLastKnownGoodSurvivesDrift(t *testing.T) {
 	if got := readFile(t, path); got != good {
 		t.Fatalf("apply did not correct the drift: %s", got)
 	}
-	if err := m.(agent.Rollbacker).Rollback(context.Background(), env); err != nil {
+	if err := m.Rollback(context.Background(), env); err != nil {
 		t.Fatal(err)
 	}
 	if got := readFile(t, path); got != good {
@@ -517,9 +517,9 @@ func TestVerifiedLastKnownGoodSurvivesDrift(t *testing.T) {
 
 func TestCommitOfUnchangedFileWritesNothing(t *testing.T) {
 	env := rootEnv(t)
-	m := mustDecode(t, designExample).Module()
+	m := New(mustDecode(t, designExample))
 	apply(t, m, env)
-	c := m.(agent.Committer)
+	var c agent.Committer = m
 	if err := c.Commit(context.Background(), env); err != nil {
 		t.Fatal(err)
 	}
@@ -540,7 +540,7 @@ func TestCommitOfUnchangedFileWritesNothing(t *testing.T) {
 func TestPermissionDriftIsCorrected(t *testing.T) {
 	env := rootEnv(t)
 	path := env.Path(DefaultPath)
-	m := mustDecode(t, designExample).Module()
+	m := New(mustDecode(t, designExample))
 	apply(t, m, env)
 	content := readFile(t, path)
 	if err := os.Chmod(path, 0o666); err != nil {

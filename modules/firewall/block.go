@@ -22,7 +22,6 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/dockward/dockward/agent"
 	"github.com/dockward/dockward/config"
 	"github.com/hashicorp/hcl/v2"
 )
@@ -65,9 +64,6 @@ func (b *Block) ID() string { return "firewall" }
 
 // DefRange implements config.Block.
 func (b *Block) DefRange() hcl.Range { return b.Range }
-
-// Module makes the firewall module, talking to the live kernel and Docker.
-func (b *Block) Module() agent.Module { return New(b) }
 
 // DefaultTable is the table name when the block sets none.
 const DefaultTable = "dockward"

@@ -63,7 +63,7 @@ firewall {
 	if d := cmp.Diff(want, b, cmpopts.IgnoreTypes(hcl.Range{}), cmp.Comparer(func(a, b netip.Prefix) bool { return a == b })); d != "" {
 		t.Errorf("decoded block (-want +got):\n%s", d)
 	}
-	if b.ID() != "firewall" || b.Module().ID() != "firewall" {
+	if b.ID() != "firewall" || New(b).ID() != "firewall" {
 		t.Errorf("ID = %q", b.ID())
 	}
 }

@@ -15,7 +15,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/dockward/dockward/agent"
 	"github.com/dockward/dockward/config"
 	"github.com/hashicorp/hcl/v2"
 )
@@ -69,9 +68,6 @@ func (b *Block) DefRange() hcl.Range { return b.Range }
 // References implements config.Referrer: config checks that every
 // restart_on entry names a declared block.
 func (b *Block) References() []config.Reference { return b.RestartOn }
-
-// Module makes the block's module.
-func (b *Block) Module() agent.Module { return New(b) }
 
 var schema = &hcl.BodySchema{Attributes: []hcl.AttributeSchema{
 	{Name: "state"},

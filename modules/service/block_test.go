@@ -77,7 +77,7 @@ service "docker.service" {
 	if b.ID() != "service.docker.service" {
 		t.Errorf("ID = %q", b.ID())
 	}
-	m := b.Module().(*Module)
+	m := New(b)
 	if m.Unit() != "docker.service" || cmp.Diff([]string{"docker_daemon", "subordinate_ids.dockremap"}, m.RestartOn()) != "" {
 		t.Errorf("module Unit/RestartOn = %q %q", m.Unit(), m.RestartOn())
 	}

@@ -10,7 +10,6 @@ package subid
 import (
 	"fmt"
 
-	"github.com/dockward/dockward/agent"
 	"github.com/dockward/dockward/config"
 	"github.com/hashicorp/hcl/v2"
 )
@@ -38,9 +37,6 @@ func (b *Block) ID() string { return Kind.Type + "." + b.User }
 
 // DefRange implements config.Block.
 func (b *Block) DefRange() hcl.Range { return b.Range }
-
-// Module makes the block's module.
-func (b *Block) Module() agent.Module { return NewModule(b) }
 
 var schema = &hcl.BodySchema{Attributes: []hcl.AttributeSchema{
 	{Name: "count"}, {Name: "start"}, {Name: "create_user"},

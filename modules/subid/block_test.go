@@ -30,8 +30,8 @@ func TestDecode(t *testing.T) {
 	if b.ID() != "subordinate_ids.dockremap" || b.DefRange().Start.Line != 1 {
 		t.Errorf("ID %q, DefRange %v", b.ID(), b.DefRange())
 	}
-	if id := b.Module().ID(); id != "subordinate_ids.dockremap" {
-		t.Errorf("Module().ID() = %q", id)
+	if id := NewModule(b).ID(); id != "subordinate_ids.dockremap" {
+		t.Errorf("NewModule(b).ID() = %q", id)
 	}
 
 	b, diags = decodeHCL(t, `subordinate_ids "podman" {

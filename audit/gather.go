@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/dockward/dockward/config"
 	"github.com/dockward/dockward/modules/subid"
 	"github.com/moby/moby/client"
 )
@@ -19,6 +20,22 @@ type Options struct {
 	RemapUser string
 	// Timeout bounds the Engine API calls.
 	Timeout time.Duration
+}
+
+// DefaultRemapUser is the user userns-remap = "default" means, checked when
+// there is no configuration to read.
+const DefaultRemapUser = "dockremap"
+
+// RemapUser is the remap user a configuration declares: the label of its
+// (last) subordinate_ids block, or DefaultRemapUser when it has none.
+func RemapUser(cfg *config.File) string {
+	user := DefaultRemapUser
+	for _, b := range cfg.Blocks {
+		if sb, ok := b.(*subid.Block); ok {
+			user = sb.User
+		}
+	}
+	return user
 }
 
 // Run gathers the host's state and checks it. It changes nothing.
