@@ -10,7 +10,7 @@ import (
 	"sort"
 	"strings"
 
-	"github.com/coreos/go-systemd/v22/dbus"
+	"github.com/dockward/dockward/modules/internal/systemd"
 )
 
 // dockerd refuses to start when a setting is given both as a flag and in
@@ -44,8 +44,9 @@ type UnitReader interface {
 	ReadUnit(ctx context.Context, unit string) (*UnitExec, error)
 }
 
-// ErrNoUnit is returned by a UnitReader for a unit systemd does not know.
-var ErrNoUnit = errors.New("no such unit")
+// ErrNoUnit is returned by a UnitReader for a unit systemd does not know:
+// the shared adapter's not-found error.
+var ErrNoUnit = systemd.ErrNoSuchUnit
 
 // errNoBus means there is no system bus at all (no systemd, as in a
 // container or an image build): nothing can start dockerd with flags.
@@ -62,21 +63,18 @@ func (SystemdUnits) ReadUnit(ctx context.Context, unit string) (*UnitExec, error
 			return nil, errNoBus
 		}
 	}
-	conn, err := dbus.NewSystemConnectionContext(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("connect to systemd: %w", err)
-	}
+	conn := systemd.New(systemd.DialSystem)
 	defer conn.Close()
-	load, err := conn.GetUnitPropertyContext(ctx, unit, "LoadState")
+	u, err := conn.State(ctx, unit)
 	if err != nil {
-		return nil, fmt.Errorf("read %s LoadState: %w", unit, err)
+		return nil, err
 	}
-	if s, _ := load.Value.Value().(string); s == "not-found" {
-		return nil, ErrNoUnit
+	if u.LoadState == "not-found" {
+		return nil, fmt.Errorf("read %s: %w", unit, ErrNoUnit)
 	}
-	props, err := conn.GetUnitTypePropertiesContext(ctx, unit, "Service")
+	props, err := conn.ServiceProperties(ctx, unit)
 	if err != nil {
-		return nil, fmt.Errorf("read %s properties: %w", unit, err)
+		return nil, err
 	}
 	return unitExecFromProps(props)
 }

@@ -496,12 +496,12 @@ func TestConnectionRemade(t *testing.T) {
 	t.Run("bus restarted", func(t *testing.T) {
 		f := overBus(t, testBlock(), activeDocker())
 		f.plan(nil)
-		old := f.m.sd.bus
+		old := f.m.sd.Bus()
 		f.srv.RestartBus()
 		if _, err := f.apply(map[string][]agent.Change{"docker_daemon": changes("log-opts")}); err != nil {
 			t.Fatalf("apply after the bus restarted: %v", err)
 		}
-		if f.m.sd.bus == old {
+		if f.m.sd.Bus() == old {
 			t.Error("the connection was not re-made")
 		}
 		if n := f.sd.Count("RestartUnit", docker); n != 1 {
@@ -512,7 +512,7 @@ func TestConnectionRemade(t *testing.T) {
 		each(t, func(t *testing.T, tr transport) {
 			f := tr.make(t, testBlock(), activeDocker())
 			f.plan(nil)
-			f.m.sd.bus.Close()
+			f.m.sd.Bus().Close()
 			f.plan(nil)
 			if tr.name == "direct" && f.dials.Load() != 2 {
 				t.Errorf("%d dials, want 2", f.dials.Load())
@@ -578,7 +578,7 @@ func TestBusUnavailable(t *testing.T) {
 		})
 		t.Setenv("DBUS_SYSTEM_BUS_ADDRESS", "unix:path="+dir+"/bus")
 		m := New(testBlock())
-		m.sd.callTimeout = 300 * time.Millisecond
+		m.sd.CallTimeout = 300 * time.Millisecond
 		_, err = m.Plan(context.Background(), &agent.Env{})
 		if !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "connect to systemd over D-Bus") {
 			t.Fatalf("plan: %v", err)

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/dockward/dockward/agent"
+	"github.com/dockward/dockward/modules/internal/systemd"
 	"github.com/sirupsen/logrus"
 )
 
@@ -15,7 +16,7 @@ import (
 // owed when a module in restart_on changed.
 type Module struct {
 	b  *Block
-	sd *systemd
+	sd *systemd.Conn
 
 	// waited is how long the last Apply spent waiting for systemd and
 	// dockerd (job results, polls, /_ping); the rest of its time is
@@ -33,7 +34,7 @@ var (
 func New(b *Block) *Module { return newModule(b, DialSystem) }
 
 func newModule(b *Block, dial func(context.Context) (Bus, error)) *Module {
-	return &Module{b: b, sd: &systemd{dial: dial}}
+	return &Module{b: b, sd: systemd.New(dial)}
 }
 
 // ID implements agent.Module.
@@ -55,7 +56,7 @@ func (m *Module) RestartOn() []string {
 func (m *Module) RollsBack() bool { return m.b.Rollback }
 
 // Close drops the D-Bus connection. The module re-connects if used again.
-func (m *Module) Close() { m.sd.close() }
+func (m *Module) Close() { m.sd.Close() }
 
 // action is the one job a plan runs on the unit (besides enablement).
 type action string
@@ -88,7 +89,7 @@ func (m *Module) Plan(ctx context.Context, env *agent.Env) (*agent.Plan, error) 
 		return nil, agent.ErrOffline
 	}
 	unit := m.b.Unit
-	u, err := m.sd.state(ctx, unit)
+	u, err := m.sd.State(ctx, unit)
 	if err != nil {
 		return nil, err
 	}
@@ -116,11 +117,11 @@ func (m *Module) Plan(ctx context.Context, env *agent.Env) (*agent.Plan, error) 
 
 	why := due.Why()
 	switch {
-	case m.b.State == StateStopped && u.running():
+	case m.b.State == StateStopped && u.Running():
 		st.action = actStop
 		changes = append(changes, agent.Change{Action: agent.Update, Target: "state", Old: u.ActiveState, New: "inactive",
 			Detail: "stop " + unit})
-	case m.b.State == StateRunning && (!u.running() || u.crashLooping()):
+	case m.b.State == StateRunning && (!u.Running() || u.CrashLooping()):
 		st.action = actStart
 		d := "start " + unit
 		if due.Owed() {
@@ -129,7 +130,7 @@ func (m *Module) Plan(ctx context.Context, env *agent.Env) (*agent.Plan, error) 
 			d += ": it reads the new files as it starts (" + why + ")"
 		}
 		changes = append(changes, agent.Change{Action: agent.Update, Target: "state", Old: u.ActiveState, New: "active", Detail: d})
-	case due.Owed() && u.running() && len(due.ChangedNow) == 0 && u.startedAfter(due.Written):
+	case due.Owed() && u.Running() && len(due.ChangedNow) == 0 && u.StartedAfter(due.Written):
 		// Owed only by the journal, and the unit started after the changes
 		// were written: it already runs on the new files. First boot is
 		// this case: dockward-firstboot writes the files before docker's
@@ -138,7 +139,7 @@ func (m *Module) Plan(ctx context.Context, env *agent.Env) (*agent.Plan, error) 
 		st.forget = fmt.Sprintf("%s started at %s, after the owed changes were written at %s: it already reads the new files (%s)",
 			unit, stamp(u.ActiveEnter), stamp(due.Written), why)
 		changes = append(changes, agent.Change{Action: agent.Update, Target: unit, Old: "restart owed", New: "not needed", Detail: st.forget})
-	case due.Owed() && u.running():
+	case due.Owed() && u.Running():
 		st.action = actRestart
 		if due.Kind == agent.Reload && u.ActiveState == "active" && u.CanReload {
 			st.action = actReload
@@ -156,23 +157,7 @@ func (m *Module) Plan(ctx context.Context, env *agent.Env) (*agent.Plan, error) 
 	return &agent.Plan{Changes: changes, State: st}, nil
 }
 
-// startedAfter reports whether the unit's current run began after t: it
-// left inactive and became active after t. ActiveEnterTimestamp alone is
-// not enough: a unit whose process started (and read its files) before t
-// but finished starting after t would pass. A unit restarted by systemd
-// itself after a crash (auto-restart does not pass through inactive) fails
-// the test and is restarted once more, which is safe.
-func (u unitState) startedAfter(t time.Time) bool {
-	return !t.IsZero() && u.ActiveEnter.After(t) && u.InactiveExit.After(t)
-}
-
 func stamp(t time.Time) string { return t.UTC().Format("2006-01-02T15:04:05.000000Z") }
-
-// crashLooping reports a unit that systemd keeps restarting because its
-// process fails: activating, but only as the next attempt of a failed one.
-func (u unitState) crashLooping() bool {
-	return u.ActiveState == "activating" && u.SubState == "auto-restart"
-}
 
 func (m *Module) planEnabled(u unitState) (agent.Change, *bool, error) {
 	if m.b.Enabled == nil {
@@ -211,7 +196,7 @@ func (m *Module) Apply(ctx context.Context, env *agent.Env, plan *agent.Plan) er
 	m.waited = 0
 	log := logger(env).WithFields(logrus.Fields{"module": m.ID(), "target": m.b.Unit})
 	if st.enable != nil {
-		if err := m.sd.enable(ctx, m.b.Unit, *st.enable); err != nil {
+		if err := m.sd.Enable(ctx, m.b.Unit, *st.enable); err != nil {
 			return err
 		}
 		log.WithField("enabled", *st.enable).Info("enablement changed")
@@ -271,8 +256,8 @@ func (m *Module) stop(ctx context.Context) error {
 		return m.failure(ctx, fmt.Errorf("stop %s: job %s", m.b.Unit, res))
 	}
 	for attempt := 0; ; attempt++ {
-		u, err := m.sd.state(ctx, m.b.Unit)
-		if err == nil && !u.running() && u.JobID == 0 {
+		u, err := m.sd.State(ctx, m.b.Unit)
+		if err == nil && !u.Running() && u.JobID == 0 {
 			return nil
 		}
 		if err := m.sleep(ctx, deadline, attempt); err != nil {
@@ -316,7 +301,7 @@ func (m *Module) runVerified(ctx context.Context, log *logrus.Entry, kind jobKin
 	if kind != jobReload {
 		// docker.service allows 3 starts in 60 s (StartLimitBurst): a start
 		// after a failed one must not be refused with start-limit-hit.
-		if err := m.sd.resetFailed(ctx, unit); err != nil {
+		if err := m.sd.ResetFailed(ctx, unit); err != nil {
 			return err
 		}
 	}
@@ -351,7 +336,7 @@ func (m *Module) runVerified(ctx context.Context, log *logrus.Entry, kind jobKin
 func (m *Module) job(ctx context.Context, kind jobKind, deadline time.Time) (string, error) {
 	t := time.Now()
 	defer func() { m.waited += time.Since(t) }()
-	return m.sd.runJob(ctx, kind, m.b.Unit, deadline)
+	return m.sd.RunJob(ctx, kind, m.b.Unit, deadline)
 }
 
 func (m *Module) sleep(ctx context.Context, deadline time.Time, attempt int) error {
@@ -370,7 +355,7 @@ func (m *Module) describe(ctx context.Context) string {
 	// A short budget of its own: ctx may be what just expired.
 	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()
-	u, err := m.sd.stateWithResult(dctx, m.b.Unit)
+	u, err := m.sd.StateWithResult(dctx, m.b.Unit)
 	if err != nil {
 		return fmt.Sprintf("the state of %s is unknown: %v", m.b.Unit, err)
 	}

@@ -123,7 +123,7 @@ func TestRealSystemd(t *testing.T) {
 	t.Run("reload for live-restore only", func(t *testing.T) {
 		h.t = t
 		inv, pid := h.show("InvocationID"), h.show("MainPID")
-		p, err := h.run(map[string][]agent.Change{"docker_daemon": changes("live-restore")}, nil)
+		p, err := h.run(map[string][]agent.Change{"docker_daemon": reloads("live-restore")}, nil)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -1,392 +1,43 @@
 package service
 
-import (
-	"context"
-	"encoding/hex"
-	"errors"
-	"fmt"
-	"sync"
-	"time"
+import "github.com/dockward/dockward/modules/internal/systemd"
 
-	sddbus "github.com/coreos/go-systemd/v22/dbus"
-	"github.com/godbus/dbus/v5"
-)
+// The module talks to systemd through the shared adapter
+// (modules/internal/systemd); these names keep the package's API (Bus,
+// DialSystem, the errors callers test with errors.Is) where it was.
 
-// Bus is the part of go-systemd's *dbus.Conn this module uses. The real
-// one is dialled by DialSystem; tests use fakes (see internal/fakesystemd).
-type Bus interface {
-	GetUnitPropertiesContext(ctx context.Context, unit string) (map[string]any, error)
-	GetUnitTypePropertiesContext(ctx context.Context, unit, unitType string) (map[string]any, error)
-	StartUnitContext(ctx context.Context, name, mode string, ch chan<- string) (int, error)
-	StopUnitContext(ctx context.Context, name, mode string, ch chan<- string) (int, error)
-	RestartUnitContext(ctx context.Context, name, mode string, ch chan<- string) (int, error)
-	ReloadUnitContext(ctx context.Context, name, mode string, ch chan<- string) (int, error)
-	ResetFailedUnitContext(ctx context.Context, name string) error
-	EnableUnitFilesContext(ctx context.Context, files []string, runtime, force bool) (bool, []sddbus.EnableUnitFileChange, error)
-	DisableUnitFilesContext(ctx context.Context, files []string, runtime bool) ([]sddbus.DisableUnitFileChange, error)
-	ReloadContext(ctx context.Context) error
-	Connected() bool
-	Close()
-}
+// Bus is the part of go-systemd's *dbus.Conn the module uses.
+type Bus = systemd.Bus
 
-var _ Bus = (*sddbus.Conn)(nil)
+// DialSystem connects to systemd on the system bus (DBUS_SYSTEM_BUS_ADDRESS
+// overrides where that is).
+var DialSystem = systemd.DialSystem
 
-// DialSystem connects to systemd on the system bus; DBUS_SYSTEM_BUS_ADDRESS
-// overrides where that is, which is how tests reach a private bus or a
-// sandbox machine's systemd from outside it.
-//
-// ctx becomes the connection's lifetime (godbus closes it when ctx ends, even
-// mid-authentication), so callers pass a context that outlives one call; the
-// systemd type below bounds the dial itself separately.
-func DialSystem(ctx context.Context) (Bus, error) {
-	c, err := sddbus.NewSystemConnectionContext(ctx)
-	if err != nil {
-		return nil, err
-	}
-	return c, nil
-}
-
-// Errors of systemd and the bus, classified by their D-Bus error names so
-// that callers and tests can tell them apart with errors.Is.
+// Errors of systemd and the bus, classified by their D-Bus error names.
 var (
-	ErrNoSuchUnit     = errors.New("no such unit")
-	ErrUnitMasked     = errors.New("unit is masked")
-	ErrAccessDenied   = errors.New("access denied (dockward must run as root)")
-	ErrJobNotApplied  = errors.New("job type not applicable to the unit")
-	ErrBusUnavailable = errors.New("systemd is not reachable over D-Bus")
-	ErrTimeout        = errors.New("timed out")
+	ErrNoSuchUnit     = systemd.ErrNoSuchUnit
+	ErrUnitMasked     = systemd.ErrUnitMasked
+	ErrAccessDenied   = systemd.ErrAccessDenied
+	ErrJobNotApplied  = systemd.ErrJobNotApplied
+	ErrBusUnavailable = systemd.ErrBusUnavailable
+	ErrTimeout        = systemd.ErrTimeout
 )
 
-var errorNames = map[string]error{
-	"org.freedesktop.systemd1.NoSuchUnit":                         ErrNoSuchUnit,
-	"org.freedesktop.systemd1.LoadFailed":                         ErrNoSuchUnit,
-	"org.freedesktop.systemd1.UnitMasked":                         ErrUnitMasked,
-	"org.freedesktop.DBus.Error.AccessDenied":                     ErrAccessDenied,
-	"org.freedesktop.DBus.Error.InteractiveAuthorizationRequired": ErrAccessDenied,
-	"org.freedesktop.systemd1.JobTypeNotApplicable":               ErrJobNotApplied,
-	"org.freedesktop.DBus.Error.ServiceUnknown":                   ErrBusUnavailable,
-	"org.freedesktop.DBus.Error.NameHasNoOwner":                   ErrBusUnavailable,
-	"org.freedesktop.DBus.Error.NoReply":                          ErrBusUnavailable,
-	"org.freedesktop.DBus.Error.Disconnected":                     ErrBusUnavailable,
-	"org.freedesktop.DBus.Error.Timeout":                          ErrBusUnavailable,
-}
-
-// classify wraps a D-Bus error with the sentinel its name maps to, keeping
-// systemd's own message: "start docker.service: no such unit: Unit
-// docker.service not found."
-func classify(op string, err error) error {
-	if err == nil {
-		return nil
-	}
-	var de dbus.Error
-	var dep *dbus.Error
-	name := ""
-	switch {
-	case errors.As(err, &de):
-		name = de.Name
-	case errors.As(err, &dep):
-		name = dep.Name
-	}
-	if s, ok := errorNames[name]; ok {
-		return fmt.Errorf("%s: %w: %w", op, s, err)
-	}
-	if errors.Is(err, dbus.ErrClosed) {
-		return fmt.Errorf("%s: %w: %w", op, ErrBusUnavailable, err)
-	}
-	return fmt.Errorf("%s: %w", op, err)
-}
-
-// unitState is what the module reads of a unit.
-type unitState struct {
-	LoadState     string // loaded, not-found, masked, error, ...
-	ActiveState   string // active, reloading, inactive, failed, activating, deactivating
-	SubState      string // running, dead, failed, auto-restart, ...
-	UnitFileState string // enabled, disabled, static, masked, ...
-	InvocationID  string // hex; changes with every start
-	CanReload     bool
-	JobID         uint32 // a queued or running job, 0 when none
-	Result        string // Service.Result ("success", "exit-code", ...), when read
-	// ActiveEnter and InactiveExit are when the unit last became active and
-	// last left inactive (began starting); zero when it never did.
-	ActiveEnter, InactiveExit time.Time
-}
-
-func (u unitState) String() string {
-	s := u.ActiveState + " (" + u.SubState
-	if u.Result != "" && u.Result != "success" {
-		s += ", result " + u.Result
-	}
-	return s + ")"
-}
-
-// running reports whether a process of the unit may be running with the old
-// files: a restart is owed only then.
-func (u unitState) running() bool {
-	switch u.ActiveState {
-	case "active", "reloading", "activating":
-		return true
-	}
-	return false
-}
-
-func parseUnitState(p map[string]any) unitState {
-	var u unitState
-	u.LoadState, _ = p["LoadState"].(string)
-	u.ActiveState, _ = p["ActiveState"].(string)
-	u.SubState, _ = p["SubState"].(string)
-	u.UnitFileState, _ = p["UnitFileState"].(string)
-	u.CanReload, _ = p["CanReload"].(bool)
-	if id, ok := p["InvocationID"].([]byte); ok && len(id) > 0 {
-		u.InvocationID = hex.EncodeToString(id)
-	}
-	u.ActiveEnter = usecTime(p["ActiveEnterTimestamp"])
-	u.InactiveExit = usecTime(p["InactiveExitTimestamp"])
-	// Job is (uo): the job's id and path; (0, "/") when there is none.
-	if j, ok := p["Job"].([]any); ok && len(j) == 2 {
-		u.JobID, _ = j[0].(uint32)
-	}
-	return u
-}
-
-// usecTime reads a systemd realtime timestamp property (t, microseconds
-// since the epoch; 0 means never).
-func usecTime(v any) time.Time {
-	us, ok := v.(uint64)
-	if !ok || us == 0 {
-		return time.Time{}
-	}
-	return time.UnixMicro(int64(us))
-}
-
-// systemd is the module's connection to systemd: it dials lazily, re-makes
-// the connection when it was closed (systemd or dbus-daemon restarted, the
-// socket dropped), and bounds every call and every wait.
-type systemd struct {
-	dial func(ctx context.Context) (Bus, error)
-	// callTimeout bounds connecting and each method call, so that a hung
-	// bus or manager cannot hang a run whose context has no deadline
-	// (default 25 s, sd-bus's and libdbus's method call timeout).
-	callTimeout time.Duration
-
-	mu  sync.Mutex
-	bus Bus
-	// end ends the current connection's lifetime context (see DialSystem).
-	end context.CancelFunc
-}
-
-// conn returns a connected Bus, dialling a new one when there is none or the
-// old one was closed. The dial is bounded by ctx; the connection itself lives
-// until it is closed (see DialSystem).
-func (s *systemd) conn(ctx context.Context) (Bus, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.bus != nil && s.bus.Connected() {
-		return s.bus, nil
-	}
-	s.closeLocked()
-	type result struct {
-		bus Bus
-		err error
-	}
-	ch := make(chan result, 1)
-	// The connection's own lifetime: ending it also breaks off a dial
-	// stuck in authentication, so a hung bus leaks nothing.
-	life, end := context.WithCancel(context.Background())
-	go func() {
-		b, err := s.dial(life)
-		ch <- result{b, err}
-	}()
-	ctx, cancel := context.WithTimeout(ctx, s.timeout())
-	defer cancel()
-	select {
-	case r := <-ch:
-		if r.err != nil {
-			end()
-			return nil, fmt.Errorf("connect to systemd over D-Bus: %w: %w", ErrBusUnavailable, r.err)
-		}
-		s.bus, s.end = r.bus, end
-		return r.bus, nil
-	case <-ctx.Done():
-		end()
-		go func() {
-			if r := <-ch; r.bus != nil {
-				r.bus.Close()
-			}
-		}()
-		return nil, fmt.Errorf("connect to systemd over D-Bus: %w", ctx.Err())
-	}
-}
-
-// call runs f on a connected Bus. When f fails because the connection was
-// closed under it, the connection is re-made and f runs once more; only for
-// calls that may run twice (reads, reset-failed, enable), since the first
-// may have reached systemd before the connection went.
-func (s *systemd) call(ctx context.Context, f func(ctx context.Context, b Bus) error) error {
-	b, err := s.conn(ctx)
-	if err != nil {
-		return err
-	}
-	err = s.bounded(ctx, b, f)
-	if err == nil || b.Connected() || ctx.Err() != nil {
-		return err
-	}
-	b, cerr := s.conn(ctx)
-	if cerr != nil {
-		return err
-	}
-	return s.bounded(ctx, b, f)
-}
-
-func (s *systemd) bounded(ctx context.Context, b Bus, f func(ctx context.Context, b Bus) error) error {
-	ctx, cancel := context.WithTimeout(ctx, s.timeout())
-	defer cancel()
-	return f(ctx, b)
-}
-
-func (s *systemd) timeout() time.Duration {
-	if s.callTimeout > 0 {
-		return s.callTimeout
-	}
-	return 25 * time.Second
-}
-
-func (s *systemd) close() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.closeLocked()
-}
-
-func (s *systemd) closeLocked() {
-	if s.bus != nil {
-		s.bus.Close()
-		s.bus = nil
-	}
-	if s.end != nil {
-		s.end()
-		s.end = nil
-	}
-}
-
-// state reads the unit's properties in one GetAll call.
-func (s *systemd) state(ctx context.Context, unit string) (unitState, error) {
-	var p map[string]any
-	err := s.call(ctx, func(ctx context.Context, b Bus) error {
-		var err error
-		p, err = b.GetUnitPropertiesContext(ctx, unit)
-		return err
-	})
-	if err != nil {
-		return unitState{}, classify("read "+unit, err)
-	}
-	return parseUnitState(p), nil
-}
-
-// stateWithResult is state plus Service.Result, which explains a failure
-// ("exit-code", "start-limit-hit", "timeout").
-func (s *systemd) stateWithResult(ctx context.Context, unit string) (unitState, error) {
-	u, err := s.state(ctx, unit)
-	if err != nil {
-		return u, err
-	}
-	_ = s.call(ctx, func(ctx context.Context, b Bus) error {
-		p, err := b.GetUnitTypePropertiesContext(ctx, unit, "Service")
-		if err == nil {
-			u.Result, _ = p["Result"].(string)
-		}
-		return err
-	})
-	return u, nil
-}
-
-func (s *systemd) resetFailed(ctx context.Context, unit string) error {
-	return classify("reset-failed "+unit, s.call(ctx, func(ctx context.Context, b Bus) error { return b.ResetFailedUnitContext(ctx, unit) }))
-}
-
-func (s *systemd) enable(ctx context.Context, unit string, on bool) error {
-	op := "enable " + unit
-	err := s.call(ctx, func(ctx context.Context, b Bus) error {
-		if on {
-			_, _, err := b.EnableUnitFilesContext(ctx, []string{unit}, false, false)
-			return err
-		}
-		op = "disable " + unit
-		_, err := b.DisableUnitFilesContext(ctx, []string{unit}, false)
-		return err
-	})
-	if err != nil {
-		return classify(op, err)
-	}
-	// As systemctl enable does: make the manager see the new symlinks.
-	return classify("daemon-reload after "+op, s.call(ctx, func(ctx context.Context, b Bus) error { return b.ReloadContext(ctx) }))
-}
-
-// jobKind names a unit job and the Manager method that queues it.
-type jobKind string
+type (
+	unitState = systemd.UnitState
+	jobKind   = systemd.JobKind
+)
 
 const (
-	jobStart   jobKind = "start"
-	jobStop    jobKind = "stop"
-	jobRestart jobKind = "restart"
-	jobReload  jobKind = "reload"
+	jobStart   = systemd.JobStart
+	jobStop    = systemd.JobStop
+	jobRestart = systemd.JobRestart
+	jobReload  = systemd.JobReload
 )
 
-// runJob queues a job with mode "replace" and waits for its result until
-// deadline. It returns systemd's result ("done", "failed", "timeout",
-// "canceled", "dependency", "skipped"), or an error when the job could not
-// be queued, the deadline passed or ctx ended.
-//
-// The result channel is buffered: go-systemd delivers JobRemoved from its
-// single signal goroutine, and an unbuffered channel nobody reads any more
-// would block every later job on the connection.
-func (s *systemd) runJob(ctx context.Context, kind jobKind, unit string, deadline time.Time) (string, error) {
-	op := string(kind) + " " + unit
-	ch := make(chan string, 1)
-	// Not through call: a restart must not be queued twice because the
-	// connection dropped after systemd got the first.
-	bus, err := s.conn(ctx)
-	if err != nil {
-		return "", err
-	}
-	err = s.bounded(ctx, bus, func(ctx context.Context, bus Bus) error {
-		var err error
-		switch kind {
-		case jobStart:
-			_, err = bus.StartUnitContext(ctx, unit, "replace", ch)
-		case jobStop:
-			_, err = bus.StopUnitContext(ctx, unit, "replace", ch)
-		case jobRestart:
-			_, err = bus.RestartUnitContext(ctx, unit, "replace", ch)
-		case jobReload:
-			_, err = bus.ReloadUnitContext(ctx, unit, "replace", ch)
-		}
-		return err
-	})
-	if err != nil {
-		return "", classify(op, err)
-	}
-	timer := time.NewTimer(time.Until(deadline))
-	defer timer.Stop()
-	// The job's outcome arrives as a signal on this connection; if the
-	// connection drops meanwhile the signal is lost, so notice that and let
-	// the caller verify the unit's state instead of waiting for nothing.
-	tick := time.NewTicker(250 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		select {
-		case r := <-ch:
-			return r, nil
-		case <-ctx.Done():
-			return "", fmt.Errorf("%s: waiting for the job: %w", op, ctx.Err())
-		case <-timer.C:
-			return "", fmt.Errorf("%s: job not finished: %w", op, ErrTimeout)
-		case <-tick.C:
-			if !bus.Connected() {
-				return "", errJobLost
-			}
-		}
-	}
-}
-
-// errJobLost says the connection closed while a job ran: its result is
-// unknown, the unit's state has to tell.
-var errJobLost = errors.New("connection to systemd lost while the job ran")
+var (
+	classify       = systemd.Classify
+	parseUnitState = systemd.ParseUnitState
+	usecTime       = systemd.UsecTime
+	errJobLost     = systemd.ErrJobLost
+)

@@ -25,7 +25,7 @@ func (m *Module) waitActive(ctx context.Context, deadline time.Time) (unitState,
 	var last unitState
 	var lastErr error
 	for attempt := 0; ; attempt++ {
-		u, err := m.sd.state(ctx, m.b.Unit)
+		u, err := m.sd.State(ctx, m.b.Unit)
 		if err == nil {
 			last = u
 			switch {
@@ -51,7 +51,7 @@ func (m *Module) waitIdle(ctx context.Context, log interface{ Infof(string, ...a
 	t := time.Now()
 	defer func() { m.waited += time.Since(t) }()
 	for attempt := 0; ; attempt++ {
-		u, err := m.sd.state(ctx, m.b.Unit)
+		u, err := m.sd.State(ctx, m.b.Unit)
 		if err != nil {
 			return err
 		}

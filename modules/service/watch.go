@@ -150,9 +150,9 @@ func (m *Module) drift(u unitState) string {
 		return ""
 	case u.LoadState != "loaded":
 		return fmt.Sprintf("%s is %s", m.b.Unit, u.LoadState)
-	case m.b.State == StateRunning && (!u.running() || u.crashLooping()):
+	case m.b.State == StateRunning && (!u.Running() || u.CrashLooping()):
 		return fmt.Sprintf("%s is %s, want running", m.b.Unit, u)
-	case m.b.State == StateStopped && u.running():
+	case m.b.State == StateStopped && u.Running():
 		return fmt.Sprintf("%s is %s, want stopped", m.b.Unit, u)
 	}
 	if _, enable, err := m.planEnabled(u); err != nil || enable != nil {
@@ -175,7 +175,7 @@ func (m *Module) dialSignals(ctx context.Context) (*dbus.Conn, error) {
 		c, err := dbus.ConnectSystemBus(dbus.WithContext(life))
 		ch <- result{c, err}
 	}()
-	timer := time.NewTimer(m.sd.timeout())
+	timer := time.NewTimer(m.sd.Timeout())
 	defer timer.Stop()
 	select {
 	case r := <-ch:
@@ -197,7 +197,7 @@ func (m *Module) dialSignals(ctx context.Context) (*dbus.Conn, error) {
 
 // busCall bounds one call like the module's other calls.
 func (m *Module) busCall(ctx context.Context, f func(ctx context.Context) error) error {
-	ctx, cancel := context.WithTimeout(ctx, m.sd.timeout())
+	ctx, cancel := context.WithTimeout(ctx, m.sd.Timeout())
 	defer cancel()
 	err := f(ctx)
 	if errors.Is(err, context.DeadlineExceeded) && ctx.Err() != nil {

@@ -196,7 +196,7 @@ func TestRealWatch(t *testing.T) {
 	}
 	state := func() unitState {
 		t.Helper()
-		u, err := mod.sd.state(context.Background(), docker)
+		u, err := mod.sd.State(context.Background(), docker)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -213,7 +213,7 @@ func TestRealWatch(t *testing.T) {
 		if !u.InactiveExit.After(before) || !u.ActiveEnter.After(u.InactiveExit) {
 			t.Errorf("after a restart: InactiveExit %v, ActiveEnter %v, restart asked at %v", u.InactiveExit, u.ActiveEnter, before)
 		}
-		if !u.startedAfter(before) {
+		if !u.StartedAfter(before) {
 			t.Error("startedAfter(the time the restart was asked) is false after the restart")
 		}
 	})
