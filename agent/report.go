@@ -54,7 +54,7 @@ type Report struct {
 	Modules       []ModuleResult `json:"modules"`
 }
 
-// Exit codes, an API from the first release (DESIGN.md).
+// Exit codes, an API from the first release (README.md, "Command line").
 const (
 	ExitOK             = 0 // nothing to do / nothing changed / valid
 	ExitUsage          = 1 // config or usage error; plan: error
@@ -83,7 +83,7 @@ func (r *Report) Failed() bool {
 	return false
 }
 
-// ExitCode maps the report to DESIGN.md's exit codes for its command.
+// ExitCode maps the report to the exit codes of its command (README.md).
 func (r *Report) ExitCode() int {
 	if r.Command == "plan" {
 		switch {

@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"github.com/agext/levenshtein"
 	"sort"
 	"strings"
 
@@ -138,31 +139,11 @@ func keys(m map[string]hcl.Range) []string {
 func suggest(given string, candidates []string) string {
 	best, bestD := "", 3
 	for _, c := range candidates {
-		if d := levenshtein(given, c); d < bestD {
+		if d := levenshtein.Distance(given, c, nil); d < bestD {
 			best, bestD = c, d
 		}
 	}
 	return best
-}
-
-func levenshtein(a, b string) int {
-	prev := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur := make([]int, len(b)+1)
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev = cur
-	}
-	return prev[len(b)]
 }
 
 // References decodes a list of block addresses, as in

@@ -33,7 +33,7 @@ func mustDecode(t testing.TB, src string) *Block {
 	return b
 }
 
-// The example of DESIGN.md.
+// The example in docs/architecture.md.
 const designExample = `
 docker_daemon {
   path         = "/etc/docker/daemon.json"

@@ -10,7 +10,7 @@ import (
 )
 
 // The embedded default's docker_daemon block decodes without diagnostics
-// and manages what DESIGN.md's example manages.
+// and manages what the example in docs/architecture.md manages.
 func TestEmbeddedDefault(t *testing.T) {
 	f, diags := hclsyntax.ParseConfig(config.Default, config.DefaultFilename, hcl.InitialPos)
 	if diags.HasErrors() {

@@ -75,7 +75,7 @@ func TestDecodeDefaults(t *testing.T) {
 	}
 }
 
-// The embedded default configuration must decode, and give what DESIGN.md
+// The embedded default configuration must decode, and give what docs/architecture.md
 // promises: DNS, HTTP and HTTPS out of the default bridge, and an internal
 // network created.
 func TestDecodeEmbeddedDefault(t *testing.T) {

@@ -42,7 +42,7 @@ firewall {
 
 var exampleBridges = map[string]string{"bridge": "docker0", "isolated-net": "br-0123456789ab"}
 
-// The rules, expression by expression, for DESIGN.md's example: each is
+// The rules, expression by expression, for the example in docs/architecture.md: each is
 // what nft compiles for the rule in the comment (see `nft --debug=netlink`).
 func TestBuildExpressions(t *testing.T) {
 	rs, err := Build(decodeHCL(t, exampleHCL), exampleBridges)
