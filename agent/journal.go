@@ -12,10 +12,11 @@ import (
 	"time"
 )
 
-// Journal is the durable "restart owed" record. The engine writes an entry
-// before it applies a change that a unit restarts on, and the unit's module
-// clears it only after a verified restart. A crash between the write and the
-// restart therefore still ends in a restart on the next run.
+// Journal is the durable "restart owed" record, the engine's alone: it
+// writes an entry before it applies a change that a unit restarts on, and
+// clears it only after the unit's Restarter reported a verified restart. A
+// crash between the write and the restart therefore still ends in a restart
+// on the next run. Modules never see it; they get Env.Due.
 type Journal struct {
 	path string
 	mu   sync.Mutex

@@ -1,8 +1,11 @@
 // Package service keeps a systemd unit enabled and running (or stopped) over
-// D-Bus, and restarts it, at most once per run, when a module it depends on
-// changed: docker.service after daemon.json or the subuid/subgid files. A
-// restart is verified (job done, unit active, the Engine API answering
-// /_ping) and, when it fails, rolled back to the last-known-good files.
+// D-Bus, and restarts (or reloads) it when the engine says a module it
+// depends on changed: docker.service after daemon.json or the subuid/subgid
+// files. The engine owns the bookkeeping (what is owed, once per run, and
+// the rollback of the upstream files when a restart does not verify:
+// docs/architecture.md); this package decides what the unit's state makes
+// of what is owed and verifies the restart (job done, unit active, the
+// Engine API answering /_ping).
 //
 // It talks to systemd only through go-systemd's D-Bus client, never by
 // running systemctl: the outcome of a job arrives as data (JobRemoved
