@@ -271,3 +271,115 @@ func TestLoopChangeRightAfterAQuietRunIsSeen(t *testing.T) {
 		}
 	})
 }
+
+// The backstop converges everything every interval (splay 0: exactly).
+func TestLoopBackstopInterval(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		dir := t.TempDir()
+		mod := &fileModule{path: filepath.Join(dir, "f"), want: "x"}
+		log := logrus.New()
+		log.SetOutput(&bytes.Buffer{})
+		out := make(chan converged, 10)
+		ctx, cancel := context.WithCancel(context.Background())
+		l := &Loop{
+			Load: func() (*Engine, LoopSettings, error) {
+				return &Engine{Modules: []Module{mod}, StateDir: filepath.Join(dir, "state"), Log: log},
+					LoopSettings{Interval: 5 * time.Minute}, nil
+			},
+			Log: log, WatchFiles: newFakeFiles().watch,
+			OnConverge: func(rep *Report, trigger string) { out <- converged{rep, trigger, time.Now()} },
+		}
+		done := make(chan error, 1)
+		go func() { done <- l.Run(ctx) }()
+		defer func() { cancel(); <-done }()
+		start := <-out
+		for i := range 3 {
+			c := <-out
+			if c.trigger != "interval" || c.at.Sub(start.at) != time.Duration(i+1)*5*time.Minute {
+				t.Fatalf("converge %d: %q after %s, want interval after %s", i, c.trigger, c.at.Sub(start.at), time.Duration(i+1)*5*time.Minute)
+			}
+		}
+	})
+}
+
+// A burst of events is one converge, once the burst is quiet; a steady
+// trickle is converged no later than MaxDelay after its first event.
+func TestLoopBurstIsOneConverge(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		dir := t.TempDir()
+		files := newFakeFiles()
+		mod := &fileModule{path: filepath.Join(dir, "daemon.json"), want: "{}\n"}
+		out, stop := runLoopWith(t, []Module{mod}, Backoff{Base: time.Hour, Max: time.Hour}, files)
+		defer stop()
+		nextConverge(t, out, "start")
+		advance(time.Second) // past the echo grace
+		first := time.Now()
+		for range 10 { // 10 writes, 5 ms apart: quieter than Debounce (20 ms) never
+			files.write(t, mod.path, "tampered")
+			advance(5 * time.Millisecond)
+		}
+		c := nextConverge(t, out, "after the burst")
+		if !c.rep.Changed() || c.at.Sub(first) != 45*time.Millisecond+20*time.Millisecond {
+			t.Errorf("converge %q changed=%v %s after the first write, want one, 20 ms after the last (65 ms)", c.trigger, c.rep.Changed(), c.at.Sub(first))
+		}
+		noConverge(t, out, time.Second, "after the burst")
+
+		// A trickle: a write every 15 ms never leaves 20 ms of quiet.
+		first = time.Now()
+		for range 60 {
+			files.write(t, mod.path, "tampered again")
+			advance(15 * time.Millisecond)
+			if len(out) > 0 {
+				break
+			}
+		}
+		c = nextConverge(t, out, "during the trickle")
+		if d := c.at.Sub(first); d > 500*time.Millisecond {
+			t.Errorf("trickle converged %s after its first event, want at most MaxDelay (500 ms)", d)
+		}
+	})
+}
+
+// failingSource is an EventSource whose watch fails at once, as when its
+// daemon is down.
+type failingSource struct {
+	mu      sync.Mutex
+	watches []time.Time
+}
+
+func (f *failingSource) ID() string                                         { return "source" }
+func (f *failingSource) Plan(ctx context.Context, env *Env) (*Plan, error)  { return &Plan{}, nil }
+func (f *failingSource) Apply(ctx context.Context, env *Env, p *Plan) error { return nil }
+func (f *failingSource) Watch(ctx context.Context, env *Env, emit func(string)) error {
+	f.mu.Lock()
+	f.watches = append(f.watches, time.Now())
+	f.mu.Unlock()
+	return errors.New("connection refused")
+}
+
+// An event source that fails is restarted with backoff (1 s, 2 s, 4 s, ...)
+// and each restart converges its module: something may have changed while
+// nobody watched.
+func TestLoopRestartsAFailingEventSource(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		src := &failingSource{}
+		out, stop := runLoopWith(t, []Module{src}, Backoff{Base: time.Hour, Max: time.Hour}, newFakeFiles())
+		defer stop()
+		start := nextConverge(t, out, "start")
+		for i := range 3 {
+			c := nextConverge(t, out, "source restarted")
+			if c.trigger != "event: source (event source restarted)" {
+				t.Fatalf("converge %d: trigger %q", i, c.trigger)
+			}
+		}
+		src.mu.Lock()
+		defer src.mu.Unlock()
+		var gaps []time.Duration
+		for i := 1; i < len(src.watches); i++ {
+			gaps = append(gaps, src.watches[i].Sub(src.watches[i-1]))
+		}
+		if len(gaps) < 3 || gaps[0] != time.Second || gaps[1] != 2*time.Second || gaps[2] != 4*time.Second {
+			t.Errorf("watch restarts %v apart (start converge at %s), want 1s, 2s, 4s", gaps, start.at.Format(time.StampMilli))
+		}
+	})
+}
