@@ -131,7 +131,7 @@ func (e *Engine) Plan(ctx context.Context, only Selection) (*Report, error) {
 
 func (r *run) planOne(ctx context.Context, m Module) ModuleResult {
 	start := time.Now()
-	mr := ModuleResult{ID: m.ID(), Changes: []Change{}}
+	mr := newResult(m)
 	defer func() { mr.Duration = time.Since(start).Seconds() }()
 	env, err := r.moduleEnv(m)
 	log := env.Log
@@ -156,6 +156,14 @@ func (r *run) planOne(ctx context.Context, m Module) ModuleResult {
 		if rel := relevant(p.Changes); len(rel) > 0 {
 			r.upstream[m.ID()] = rel
 		}
+	}
+	return mr
+}
+
+func newResult(m Module) ModuleResult {
+	mr := ModuleResult{ID: m.ID(), Changes: []Change{}}
+	if rs, ok := m.(Restarter); ok {
+		mr.unit = rs.Unit()
 	}
 	return mr
 }
@@ -191,7 +199,7 @@ func (e *Engine) Apply(ctx context.Context, only Selection) (*Report, error) {
 
 func (r *run) applyOne(ctx context.Context, m Module) ModuleResult {
 	start := time.Now()
-	mr := ModuleResult{ID: m.ID(), Changes: []Change{}}
+	mr := newResult(m)
 	defer func() { mr.Duration = time.Since(start).Seconds() }()
 	env, err := r.moduleEnv(m)
 	log := env.Log

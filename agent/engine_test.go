@@ -77,7 +77,7 @@ func (u *fakeUnit) Plan(ctx context.Context, env *Env) (*Plan, error) {
 		u.sawOwed = append(u.sawOwed, id)
 	}
 	sort.Strings(u.sawOwed)
-	return &Plan{Changes: []Change{{Action: Update, Target: "unit", Detail: string(env.Due.Kind)}}}, nil
+	return &Plan{Changes: []Change{{Action: Update, Target: "unit", New: string(env.Due.Kind) + "ed", Detail: string(env.Due.Kind)}}}, nil
 }
 func (u *fakeUnit) Apply(ctx context.Context, env *Env, p *Plan) error {
 	u.restarts++

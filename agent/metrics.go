@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strings"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -77,10 +76,10 @@ func (m *Metrics) Observe(rep *Report, drift bool) {
 			if drift {
 				m.corrections.WithLabelValues(mr.ID).Inc()
 			}
-			if unit, ok := strings.CutPrefix(mr.ID, "service."); ok {
+			if mr.unit != "" {
 				for _, c := range mr.Changes {
 					if a := RestartAction(c); a != "" {
-						m.restarts.WithLabelValues(unit, a).Inc()
+						m.restarts.WithLabelValues(mr.unit, a).Inc()
 					}
 				}
 			}
@@ -90,8 +89,8 @@ func (m *Metrics) Observe(rep *Report, drift bool) {
 	}
 }
 
-// RestartAction tells whether a service change is a restart or reload: the
-// service module marks those changes with New "restarted" or "reloaded".
+// RestartAction tells whether a Restarter's change is a restart or reload:
+// restarters mark those changes with New "restarted" or "reloaded".
 func RestartAction(c Change) string {
 	switch c.New {
 	case "restarted":

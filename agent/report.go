@@ -38,6 +38,9 @@ type ModuleResult struct {
 	// err is the error behind Error, for callers in the same process
 	// (tests that check an error's type); never serialised.
 	err error
+	// unit is the unit the module restarts when it is a Restarter (the
+	// metrics count its restarts by unit); never serialised.
+	unit string
 }
 
 // Err returns the error behind Error, nil when the module did not fail or
