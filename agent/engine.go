@@ -129,9 +129,9 @@ func (e *Engine) Plan(ctx context.Context, only Selection) (*Report, error) {
 	return r.rep, nil
 }
 
-func (r *run) planOne(ctx context.Context, m Module) ModuleResult {
+func (r *run) planOne(ctx context.Context, m Module) (mr ModuleResult) {
 	start := time.Now()
-	mr := newResult(m)
+	mr = newResult(m)
 	defer func() { mr.Duration = time.Since(start).Seconds() }()
 	env, err := r.moduleEnv(m)
 	log := env.Log
@@ -197,9 +197,9 @@ func (e *Engine) Apply(ctx context.Context, only Selection) (*Report, error) {
 	return r.rep, nil
 }
 
-func (r *run) applyOne(ctx context.Context, m Module) ModuleResult {
+func (r *run) applyOne(ctx context.Context, m Module) (mr ModuleResult) {
 	start := time.Now()
-	mr := newResult(m)
+	mr = newResult(m)
 	defer func() { mr.Duration = time.Since(start).Seconds() }()
 	env, err := r.moduleEnv(m)
 	log := env.Log

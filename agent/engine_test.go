@@ -607,3 +607,24 @@ func TestPendingTextGolden(t *testing.T) {
 	_ = WriteText(&buf, rep)
 	agenttest.Golden(t, "testdata/pending.golden", buf.String())
 }
+
+// Every module's result carries how long it took, in plan and in apply
+// (the deferred assignment once landed on a copy: always 0 in reports).
+func TestModuleDurationsAreReported(t *testing.T) {
+	a := &fakeModule{id: "a", have: str("old"), want: "new"}
+	e := newEngine(t, a)
+	ctx := context.Background()
+	plan, err := e.Plan(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep, err := e.Apply(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range []*Report{plan, rep} {
+		if d := r.Modules[0].Duration; d <= 0 {
+			t.Errorf("%s: module a duration = %v, want > 0", r.Command, d)
+		}
+	}
+}

@@ -180,6 +180,8 @@ func (l *Loop) Run(ctx context.Context) error {
 				reload = true
 			case w.only != nil:
 				l.converge(runCtx, cur, sch, cur.eng.WithRestarters(w.only), w.trigger)
+			case w.verify != nil:
+				l.verify(runCtx, cur, sch, w.verify, w.trigger)
 			case w.interval:
 				l.converge(runCtx, cur, sch, nil, "interval")
 				sch.backstop = NextBackstop(time.Now(), cur.set.Interval, cur.set.Splay, l.rnd)
@@ -207,6 +209,18 @@ func (l *Loop) reload(ctx, runCtx context.Context, cur *current, sch *schedule, 
 	cur.watches = l.watch(ctx, eng, set, emit)
 	l.converge(runCtx, cur, sch, nil, "reload")
 	sch.backstop = NextBackstop(time.Now(), set.Interval, set.Splay, l.rnd)
+}
+
+// verify plans modules whose events looked like echoes of the loop's own
+// writes and converges them only when the plan finds drift: the echo was
+// then someone's change made right after ours.
+func (l *Loop) verify(ctx context.Context, cur *current, sch *schedule, only Selection, trigger string) {
+	rep, err := cur.eng.Plan(ctx, only)
+	if err == nil && !rep.Changed() && !rep.Failed() {
+		l.Log.WithField("trigger", trigger).Debug("echo verified: nothing to do")
+		return
+	}
+	l.converge(ctx, cur, sch, cur.eng.WithRestarters(only), trigger)
 }
 
 // converge applies the selected modules (nil: all) and records the outcome.

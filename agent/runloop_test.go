@@ -5,6 +5,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"testing/synctest"
@@ -311,4 +312,40 @@ func BenchmarkDriftReactionFile(b *testing.B) {
 			}
 		}
 	}
+}
+
+// A change made inside the echo window of the loop's own write (someone
+// deletes what the agent just rebuilt) is still corrected within the
+// debounce, not only at the backstop: echoes are verified, not dropped.
+func TestLoopCorrectsAChangeMadeDuringItsOwnEcho(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		dir := t.TempDir()
+		files := newFakeFiles()
+		mod := &fileModule{path: filepath.Join(dir, "daemon.json"), want: "{}\n", files: files, echo: 50 * time.Millisecond}
+		out, stop := startLoop(t, mod, filepath.Join(dir, "state"), nil, files)
+		defer stop()
+
+		if first := <-out; first.trigger != "start" || !first.rep.Changed() {
+			t.Fatalf("first converge: %s %+v", first.trigger, first.rep)
+		}
+		// 20 ms after the loop's write, well inside the grace of its echo,
+		// someone rewrites the file.
+		advance(20 * time.Millisecond)
+		files.write(t, mod.path, `{"debug":true}`)
+		c := <-out
+		if !c.rep.Changed() || !strings.Contains(c.trigger, "after its own write") {
+			t.Fatalf("converge after the tamper: %s %+v", c.trigger, c.rep)
+		}
+		if b, _ := os.ReadFile(mod.path); string(b) != mod.want {
+			t.Fatalf("file = %q", b)
+		}
+		// The correction's own echo is verified and found clean: no third
+		// converge.
+		advance(2 * time.Second)
+		select {
+		case c := <-out:
+			t.Fatalf("converged again after verifying its own echo: %s", c.trigger)
+		default:
+		}
+	})
 }

@@ -163,6 +163,14 @@ type schedule struct {
 	retryAt, lastFail time.Time
 	held              map[string]string // module ID -> reason, events waiting for heldUntil
 
+	// Events that fell in an echo window are not dropped outright: a real
+	// change made within the window (a table deleted 50 ms after the agent
+	// rebuilt it) would then wait for the backstop. They are verified
+	// instead: once quiet, the loop plans those modules (read-only, cheap)
+	// and converges only when the plan finds something to do.
+	echoes    map[string]string // module ID -> reason
+	echoCheck time.Time
+
 	backstop time.Time // the next full reconcile
 }
 
@@ -180,6 +188,7 @@ func newSchedule(l *Loop) *schedule {
 func (s *schedule) reset() {
 	s.failing, s.failures, s.retryAt, s.lastFail = map[string]bool{}, 0, time.Time{}, time.Time{}
 	s.held = map[string]string{}
+	s.echoes = map[string]string{}
 }
 
 func (s *schedule) heldUntil() time.Time { return s.lastFail.Add(s.backoff.Base) }
@@ -197,11 +206,14 @@ func (s *schedule) next() time.Time {
 	if h := s.heldUntil(); len(s.held) > 0 && h.Before(next) {
 		next = h
 	}
+	if len(s.echoes) > 0 && s.echoCheck.Before(next) {
+		next = s.echoCheck
+	}
 	return next
 }
 
-// event takes one event in; it reports false for an echo of dockward's own
-// writes, which is dropped.
+// event takes one event in; it reports false for what looks like an echo
+// of dockward's own writes, which is only verified (see echoes).
 func (s *schedule) event(now time.Time, ev loopEvent) bool {
 	if ev.module == "" {
 		// The configuration file changed: reload once the writes are over
@@ -211,6 +223,10 @@ func (s *schedule) event(now time.Time, ev loopEvent) bool {
 		return true
 	}
 	if s.supp.Own(ev.at, ev.module) {
+		if _, dup := s.echoes[ev.module]; !dup {
+			s.echoes[ev.module] = ev.reason
+		}
+		s.echoCheck = now.Add(s.deb.Quiet)
 		return false
 	}
 	s.deb.Add(now, ev.module, ev.reason)
@@ -224,6 +240,9 @@ type work struct {
 	only     Selection
 	trigger  string
 	interval bool
+	// verify lists modules to plan (read-only) and converge only when the
+	// plan finds drift: their events looked like echoes of our own writes.
+	verify Selection
 }
 
 // due says what to do at now.
@@ -265,6 +284,15 @@ func (s *schedule) due(now time.Time) work {
 			why = append(why, "retry: "+strings.Join(sortedSet(s.failing), ", "))
 		}
 		return work{only: only, trigger: strings.Join(why, "; ")}
+	}
+	if len(s.echoes) > 0 && !now.Before(s.echoCheck) {
+		verify := Selection{}
+		for id := range s.echoes {
+			verify[id] = true
+		}
+		trigger := "event after its own write: " + describePending(s.echoes)
+		s.echoes = map[string]string{}
+		return work{verify: verify, trigger: trigger}
 	}
 	return work{interval: !now.Before(s.backstop)}
 }
