@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path"
 	"path/filepath"
 	"strings"
 
@@ -324,7 +325,7 @@ func (im *importer) volumes(ctx context.Context) error {
 
 func (im *importer) volume(ctx context.Context, v Volume) Outcome {
 	out := Outcome{Kind: KindVolume, Name: v.Name}
-	key := im.root + "\x00" + v.Name
+	key := path.Join(im.root, "volumes", v.Name) // the volume in the new root
 	have, err := im.e.VolumeInspect(ctx, v.Name, client.VolumeInspectOptions{})
 	switch {
 	case err == nil && im.state.Finished[key]:
