@@ -2,7 +2,6 @@ package migrate
 
 import (
 	"errors"
-	"fmt"
 	"maps"
 	"slices"
 	"sort"
@@ -210,9 +209,4 @@ func NetworkOptions(n Network, apiVersion string) client.NetworkCreateOptions {
 		o.IPAM = &ipam
 	}
 	return o
-}
-
-// describe says in a few words what a create request recreates, for logs.
-func describe(o client.ContainerCreateOptions) string {
-	return fmt.Sprintf("%s from %s", o.Name, o.Config.Image)
 }
