@@ -246,15 +246,21 @@ func (im *importer) images(ctx context.Context) error {
 		if im.skipIfBlocked(KindImage, img.Ref()) {
 			continue
 		}
-		if have, err := im.e.ImageInspect(ctx, img.Ref()); err == nil && have.ID == img.ID {
-			im.add(Outcome{Kind: KindImage, Name: img.Ref(), Status: Present})
-			continue
+		out := Outcome{Kind: KindImage, Name: img.Ref(), Status: Moved}
+		if have, err := im.e.ImageInspect(ctx, img.Ref()); err == nil {
+			if have.ID == img.ID {
+				im.add(Outcome{Kind: KindImage, Name: img.Ref(), Status: Present})
+				continue
+			}
+			// Loading moves the tag; the operator should know which
+			// image of the new root lost it.
+			out.Detail = fmt.Sprintf("%s named %s in the new root before; it names the moved image now", img.Ref(), shortID(have.ID))
 		}
 		if err := im.loadImage(ctx, img); err != nil {
 			im.add(Outcome{Kind: KindImage, Name: img.Ref(), Status: Failed, Error: err.Error()})
 			continue
 		}
-		im.add(Outcome{Kind: KindImage, Name: img.Ref(), Status: Moved})
+		im.add(out)
 	}
 	return nil
 }

@@ -7,6 +7,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/distribution/reference"
 	"github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/api/types/mount"
 	"github.com/moby/moby/api/types/network"
@@ -46,9 +47,7 @@ func (inv *Inventory) CreateOptions(c Container) (client.ContainerCreateOptions,
 	cfg.Labels = maps.Clone(cfg.Labels)
 	cfg.ExposedPorts = maps.Clone(cfg.ExposedPorts)
 	cfg.Volumes = maps.Clone(cfg.Volumes)
-	if cfg.Image == "" {
-		cfg.Image = c.ImageID
-	}
+	cfg.Image = inv.imageRef(c)
 	// Docker names the host after the container's ID unless told otherwise.
 	if in.ID != "" && cfg.Hostname != "" && strings.HasPrefix(in.ID, cfg.Hostname) {
 		cfg.Hostname = ""
@@ -126,6 +125,42 @@ func (inv *Inventory) CreateOptions(c Container) (client.ContainerCreateOptions,
 		}
 	}
 	return client.ContainerCreateOptions{Name: c.Name, Config: &cfg, HostConfig: &hc, NetworkingConfig: nc}, nil
+}
+
+// imageRef is the image to create c from in the new root: the name the
+// operator gave when it still names the image c runs, otherwise that
+// image's ID (the tag may have moved on to a newer image since c was made;
+// recreating c from it would change what c runs).
+func (inv *Inventory) imageRef(c Container) string {
+	name := ""
+	if c.Inspect.Config != nil {
+		name = c.Inspect.Config.Image
+	}
+	if name == "" || c.ImageID == "" {
+		if name == "" {
+			return c.ImageID
+		}
+		return name
+	}
+	var img *Image
+	for i := range inv.Images {
+		if inv.Images[i].ID == c.ImageID {
+			img = &inv.Images[i]
+		}
+	}
+	if img == nil || name == c.ImageID || strings.HasPrefix(strings.TrimPrefix(c.ImageID, "sha256:"), strings.TrimPrefix(name, "sha256:")) {
+		return name // not ours to judge (a blocker says so), or an ID already
+	}
+	want, err := reference.ParseDockerRef(name)
+	if err != nil {
+		return c.ImageID
+	}
+	for _, tag := range img.Tags {
+		if have, err := reference.ParseDockerRef(tag); err == nil && have.String() == want.String() {
+			return name
+		}
+	}
+	return c.ImageID
 }
 
 // endpointFor keeps what the operator chose for one network (static

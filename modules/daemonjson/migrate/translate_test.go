@@ -73,14 +73,41 @@ func TestCreateOptions(t *testing.T) {
 		name   string
 		c      Container
 		others []Container
+		images []Image
 		want   func() client.ContainerCreateOptions
 	}{
-		{"a web server", Container{Name: "web", ID: webID, Inspect: webInspect()}, nil, wantWeb},
+		{"a web server", Container{Name: "web", ID: webID, Inspect: webInspect()}, nil, nil, wantWeb},
+		{"its image still has the tag", Container{Name: "web", ID: webID, ImageID: "sha256:old", Inspect: webInspect()}, nil,
+			[]Image{{ID: "sha256:old", Tags: []string{"app:1", "app:latest"}}}, wantWeb},
+		{"the tag moved on to a newer image", Container{Name: "web", ID: webID, ImageID: "sha256:old", Inspect: webInspect()}, nil,
+			[]Image{{ID: "sha256:old"}, {ID: "sha256:new", Tags: []string{"app:1"}}}, func() client.ContainerCreateOptions {
+				o := wantWeb()
+				o.Config.Image = "sha256:old"
+				return o
+			}},
+		{"a familiar name matches the normalized tag", Container{Name: "web", ID: webID, ImageID: "sha256:n", Inspect: func() container.InspectResponse {
+			in := webInspect()
+			in.Config.Image = "nginx"
+			return in
+		}()}, nil, []Image{{ID: "sha256:n", Tags: []string{"nginx:latest"}}}, func() client.ContainerCreateOptions {
+			o := wantWeb()
+			o.Config.Image = "nginx"
+			return o
+		}},
+		{"a short ID stays", Container{Name: "web", ID: webID, ImageID: "sha256:abcdef123456789", Inspect: func() container.InspectResponse {
+			in := webInspect()
+			in.Config.Image = "abcdef123456"
+			return in
+		}()}, nil, []Image{{ID: "sha256:abcdef123456789"}}, func() client.ContainerCreateOptions {
+			o := wantWeb()
+			o.Config.Image = "abcdef123456"
+			return o
+		}},
 		{"a hostname the operator chose stays", Container{Name: "web", ID: webID, Inspect: func() container.InspectResponse {
 			in := webInspect()
 			in.Config.Hostname = "www1"
 			return in
-		}()}, nil, func() client.ContainerCreateOptions {
+		}()}, nil, nil, func() client.ContainerCreateOptions {
 			o := wantWeb()
 			o.Config.Hostname = "www1"
 			return o
@@ -89,12 +116,12 @@ func TestCreateOptions(t *testing.T) {
 			in := webInspect()
 			in.NetworkSettings.Networks["front"].Aliases = []string{webID[:12], "www"}
 			return in
-		}()}, nil, wantWeb},
+		}()}, nil, nil, wantWeb},
 		{"a dynamic address is not pinned", Container{Name: "web", ID: webID, Inspect: func() container.InspectResponse {
 			in := webInspect()
 			in.NetworkSettings.Networks["front"].IPAMConfig = nil
 			return in
-		}()}, nil, func() client.ContainerCreateOptions {
+		}()}, nil, nil, func() client.ContainerCreateOptions {
 			o := wantWeb()
 			o.NetworkingConfig.EndpointsConfig["front"].IPAMConfig = nil
 			return o
@@ -104,7 +131,7 @@ func TestCreateOptions(t *testing.T) {
 			in.Mounts = append(in.Mounts, container.MountPoint{Type: mount.TypeVolume, Name: "f00d", Destination: "/cache", RW: true},
 				container.MountPoint{Type: mount.TypeVolume, Name: "beef", Destination: "/ro"})
 			return in
-		}()}, nil, func() client.ContainerCreateOptions {
+		}()}, nil, nil, func() client.ContainerCreateOptions {
 			o := wantWeb()
 			o.HostConfig.Mounts = []mount.Mount{
 				{Type: mount.TypeVolume, Source: "f00d", Target: "/cache"},
@@ -122,7 +149,7 @@ func TestCreateOptions(t *testing.T) {
 			NetworkSettings: &container.NetworkSettings{Networks: map[string]*network.EndpointSettings{"front": {}}},
 			// Inherited through --volumes-from: not named again.
 			Mounts: []container.MountPoint{{Type: mount.TypeVolume, Name: "data", Destination: "/data", RW: true}},
-		}}, []Container{{Name: "web", ID: webID, Inspect: webInspect()}}, func() client.ContainerCreateOptions {
+		}}, []Container{{Name: "web", ID: webID, Inspect: webInspect()}}, nil, func() client.ContainerCreateOptions {
 			return client.ContainerCreateOptions{
 				Name: "side", Config: &container.Config{Image: "app:1"},
 				HostConfig: &container.HostConfig{NetworkMode: "container:web", PidMode: "container:web", IpcMode: "container:web", VolumesFrom: []string{"web:ro"}},
@@ -131,19 +158,19 @@ func TestCreateOptions(t *testing.T) {
 		{"links in create's form", Container{Name: "app", ID: "app0000000000000", Inspect: container.InspectResponse{
 			ID: "app0000000000000", Config: &container.Config{Image: "app:1"},
 			HostConfig: &container.HostConfig{Links: []string{"/db:/app/database"}},
-		}}, nil, func() client.ContainerCreateOptions {
+		}}, nil, nil, func() client.ContainerCreateOptions {
 			return client.ContainerCreateOptions{Name: "app", Config: &container.Config{Image: "app:1"}, HostConfig: &container.HostConfig{Links: []string{"db:database"}}}
 		}},
 		{"an image known only by ID", Container{Name: "x", ID: "x000000000000000", ImageID: "sha256:abc", Inspect: container.InspectResponse{
 			ID: "x000000000000000", Config: &container.Config{}, HostConfig: &container.HostConfig{NetworkMode: "none"},
 			NetworkSettings: &container.NetworkSettings{Networks: map[string]*network.EndpointSettings{"none": {}}},
-		}}, nil, func() client.ContainerCreateOptions {
+		}}, nil, nil, func() client.ContainerCreateOptions {
 			return client.ContainerCreateOptions{Name: "x", Config: &container.Config{Image: "sha256:abc"}, HostConfig: &container.HostConfig{NetworkMode: "none"}}
 		}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			inv := &Inventory{Containers: append([]Container{tt.c}, tt.others...)}
+			inv := &Inventory{Containers: append([]Container{tt.c}, tt.others...), Images: tt.images}
 			before := webInspect()
 			got, err := inv.CreateOptions(tt.c)
 			if err != nil {
