@@ -346,3 +346,22 @@ func TestImportRefusesTheOldRoot(t *testing.T) {
 		t.Error("an invalid ID map: no error")
 	}
 }
+
+// TestImportSaysWhichTagMoved: the new root had a different image under
+// the same tag; the load moves the tag, and the outcome says so.
+func TestImportSaysWhichTagMoved(t *testing.T) {
+	dir, _ := exportDir(t, t.TempDir())
+	f := newFake(t)
+	f.images["app:1"] = "sha256:0123456789abcdef"
+	res, err := Import(t.Context(), f, dir, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	o, _ := res.Find(KindImage, "app:1")
+	if o.Status != Moved || o.Detail != "app:1 named 0123456789ab in the new root before; it names the moved image now" {
+		t.Errorf("app:1: %s", o)
+	}
+	if f.images["app:1"] != "sha256:app" {
+		t.Errorf("app:1 is %s after the load", f.images["app:1"])
+	}
+}
