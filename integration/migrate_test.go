@@ -20,7 +20,8 @@ import (
 // network with options and a fixed subnet, a named volume with files of
 // root and of uid 1000, a running container (restart always, published
 // port, memory and other limits, static address and alias) and a stopped
-// one. The sandbox machine has no cgroup memory controller (the host's
+// one, and a sidecar in web's network namespace with an anonymous volume
+// (its data must follow it). The sandbox machine has no cgroup memory controller (the host's
 // cgroup2 hierarchy has none enabled), so Docker discards -m there with a
 // warning: the test compares the memory limit with what the old root
 // recorded, and checks the limits that need no controller (ulimits, shm).
@@ -38,6 +39,8 @@ docker run -d --name web --restart always --network mignet --ip 10.77.0.10 --net
 	busybox:local httpd -f -p 80 -h /data >/dev/null
 docker run --name worker --network mignet -p 9090:90 -m 32m -v migvol:/data -w /data -u 1000 \
 	busybox:local sh -c 'cat /data/u/f' >/dev/null
+docker run -d --name sidecar --network container:web -v /cache busybox:local \
+	sh -c 'test -f /cache/seen || date >/cache/seen; exec sleep 100000' >/dev/null
 `
 
 // What cannot move, on purpose: a privileged container, one whose writable
@@ -95,9 +98,9 @@ func TestMigrate(t *testing.T) {
 		return out
 	}
 	for kind, want := range map[string][]string{
-		migrate.KindContainer: {"bindy", "dirty", "priv", "web", "worker"},
+		migrate.KindContainer: {"bindy", "dirty", "priv", "sidecar", "web", "worker"},
 		migrate.KindNetwork:   {"mignet"},
-		migrate.KindVolume:    {"migvol"},
+		migrate.KindVolume:    {anonVolume(t, inv, "sidecar"), "migvol"},
 		migrate.KindImage:     {"busybox:local"},
 	} {
 		if got := names(kind); !slices.Equal(got, want) {
@@ -151,7 +154,8 @@ func TestMigrate(t *testing.T) {
 	}
 	wantStatus := map[string]migrate.Status{
 		"image/busybox:local": migrate.Moved, "network/mignet": migrate.Moved, "volume/migvol": migrate.Moved,
-		"container/web": migrate.Moved, "container/worker": migrate.Moved,
+		"volume/" + anonVolume(t, inv, "sidecar"): migrate.Moved,
+		"container/web": migrate.Moved, "container/worker": migrate.Moved, "container/sidecar": migrate.Moved,
 		"container/priv": migrate.Skipped, "container/dirty": migrate.Skipped, "container/bindy": migrate.Skipped,
 	}
 	checkOutcomes(t, res, wantStatus)
@@ -181,6 +185,22 @@ func TestMigrate(t *testing.T) {
 	if want := "bridge 10.77.0.0/24 10.77.0.1 br-mig 1400 mig false"; netw != want {
 		t.Errorf("mignet after the move:\n got %s\nwant %s", netw, want)
 	}
+	// The sidecar joined the new web's namespace and has its
+	// anonymous volume back with the data in it.
+	side := inspectJSON(t, m, "sidecar", `{{.State.Running}} {{.HostConfig.NetworkMode}} {{range .Mounts}}{{.Name}}:{{.Destination}}{{end}}`)
+	// Docker records the namespace by ID: the new web's.
+	webNewID := inspectJSON(t, m, "web", "{{.Id}}")
+	if want := "true container:" + webNewID + " " + anonVolume(t, inv, "sidecar") + ":/cache"; side != want {
+		t.Errorf("sidecar after the move:\n got %s\nwant %s", side, want)
+	}
+	oldSeen, err := os.ReadFile(filepath.Join(m.Root(), "var/lib/docker/volumes", anonVolume(t, inv, "sidecar"), "_data/seen"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := m.MustRun(t, "docker", "exec", "sidecar", "cat", "/cache/seen"); got != string(oldSeen) {
+		t.Errorf("sidecar's /cache/seen = %q, the old root has %q", got, oldSeen)
+	}
+
 	// The running one serves the moved data through its published port.
 	if out := m.MustRun(t, "busybox", "wget", "-q", "-O-", "-T", "10", "http://127.0.0.1:8080/root.txt"); strings.TrimSpace(out) != "hello-from-root" {
 		t.Errorf("GET :8080/root.txt = %q", out)
@@ -222,6 +242,47 @@ func TestMigrate(t *testing.T) {
 	if _, err := os.Lstat(filepath.Join(oldData, "new")); err == nil {
 		t.Error("a write in the new volume showed up in the old one")
 	}
+
+	// Switching back shows the old state: the same objects, web running
+	// again by its restart policy.
+	m.WriteFile(t, "/etc/docker/daemon.json", []byte("{}\n"), 0o644)
+	restartDocker(t, m)
+	back, err := migrate.Read(ctx, engine(t, m), migrate.Options{HostRoot: m.Root()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if back.DockerRootDir != "/var/lib/docker" {
+		t.Errorf("after switching back docker runs on %s", back.DockerRootDir)
+	}
+	inv = back
+	for kind, want := range map[string][]string{
+		migrate.KindContainer: {"bindy", "dirty", "priv", "sidecar", "web", "worker"},
+		migrate.KindNetwork:   {"mignet"},
+		migrate.KindImage:     {"busybox:local"},
+	} {
+		if got := names(kind); !slices.Equal(got, want) {
+			t.Errorf("old root after switching back: %ss = %v, want %v", kind, got, want)
+		}
+	}
+	if got := inspectJSON(t, m, "web", "{{.State.Running}}"); got != "true" {
+		t.Errorf("web in the old root after switching back: running %s", got)
+	}
+}
+
+// anonVolume is the name of the anonymous volume of a container.
+func anonVolume(t *testing.T, inv *migrate.Inventory, name string) string {
+	t.Helper()
+	for _, c := range inv.Containers {
+		if c.Name == name {
+			for _, mp := range c.Inspect.Mounts {
+				if mp.Type == "volume" && mp.Name != "migvol" {
+					return mp.Name
+				}
+			}
+		}
+	}
+	t.Fatalf("container %s has no anonymous volume", name)
+	return ""
 }
 
 func resOutcomes(r *migrate.Result) []migrate.Outcome {

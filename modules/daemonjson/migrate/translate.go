@@ -52,6 +52,15 @@ func (inv *Inventory) CreateOptions(c Container) (client.ContainerCreateOptions,
 	if in.ID != "" && cfg.Hostname != "" && strings.HasPrefix(in.ID, cfg.Hostname) {
 		cfg.Hostname = ""
 	}
+	// In another's network namespace (or the host's) the host name and the
+	// exposed ports are that one's: inspect shows them, create refuses
+	// them ("conflicting options: hostname and the network mode").
+	if nm := in.HostConfig.NetworkMode; nm.IsContainer() || nm.IsHost() {
+		cfg.Hostname, cfg.Domainname = "", ""
+		if nm.IsContainer() {
+			cfg.ExposedPorts = nil
+		}
+	}
 
 	hc := *in.HostConfig
 	hc.Binds = slices.Clone(hc.Binds)

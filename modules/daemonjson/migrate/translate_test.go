@@ -140,7 +140,8 @@ func TestCreateOptions(t *testing.T) {
 			return o
 		}},
 		{"references by ID become names", Container{Name: "side", ID: "side0000000000000", Inspect: container.InspectResponse{
-			ID: "side0000000000000", Config: &container.Config{Image: "app:1"},
+			ID: "side0000000000000", Config: &container.Config{Image: "app:1", Hostname: webID[:12], Domainname: "example.org",
+				ExposedPorts: network.PortSet{network.MustParsePort("80/tcp"): {}}},
 			HostConfig: &container.HostConfig{
 				NetworkMode: container.NetworkMode("container:" + webID), PidMode: container.PidMode("container:" + webID),
 				IpcMode: container.IpcMode("container:" + webID), VolumesFrom: []string{webID + ":ro"},
@@ -154,6 +155,12 @@ func TestCreateOptions(t *testing.T) {
 				Name: "side", Config: &container.Config{Image: "app:1"},
 				HostConfig: &container.HostConfig{NetworkMode: "container:web", PidMode: "container:web", IpcMode: "container:web", VolumesFrom: []string{"web:ro"}},
 			}
+		}},
+		{"the host's network keeps no hostname, but its ports", Container{Name: "h", ID: "h000000000000000", Inspect: container.InspectResponse{
+			ID: "h000000000000000", Config: &container.Config{Image: "app:1", Hostname: "myhost", ExposedPorts: network.PortSet{network.MustParsePort("80/tcp"): {}}},
+			HostConfig: &container.HostConfig{NetworkMode: "host"},
+		}}, nil, nil, func() client.ContainerCreateOptions {
+			return client.ContainerCreateOptions{Name: "h", Config: &container.Config{Image: "app:1", ExposedPorts: network.PortSet{network.MustParsePort("80/tcp"): {}}}, HostConfig: &container.HostConfig{NetworkMode: "host"}}
 		}},
 		{"links in create's form", Container{Name: "app", ID: "app0000000000000", Inspect: container.InspectResponse{
 			ID: "app0000000000000", Config: &container.Config{Image: "app:1"},
