@@ -126,6 +126,9 @@ func containerBlockers(c Container, s Shift, images, blockedVol, blockedNet map[
 	if c.ChangeCount > 0 {
 		rs = append(rs, fmt.Sprintf("its writable layer holds %d change(s) that recreating it would lose (%s); commit them to an image or move them into a volume", c.ChangeCount, strings.Join(c.Changes, ", ")))
 	}
+	if c.ChangesError != "" {
+		rs = append(rs, "its writable layer could not be read, so what recreating it would lose is unknown: "+c.ChangesError)
+	}
 	if c.ImageID != "" && !images[c.ImageID] {
 		rs = append(rs, fmt.Sprintf("its image %s (%s) is not in the data root", c.Image, shortID(c.ImageID)))
 	}

@@ -43,6 +43,9 @@ func TestBlockers(t *testing.T) {
 		{"writable layer changes", base(ctr("web", container.HostConfig{}, func(c *Container) {
 			c.Changes, c.ChangeCount = []string{"C /etc", "A /etc/motd"}, 2
 		})), enable, []Blocker{{KindContainer, "web", "its writable layer holds 2 change(s) that recreating it would lose (C /etc, A /etc/motd); commit them to an image or move them into a volume"}}},
+		{"writable layer unreadable", base(ctr("web", container.HostConfig{}, func(c *Container) {
+			c.ChangesError = "Error response from daemon: layer does not exist"
+		})), enable, []Blocker{{KindContainer, "web", "its writable layer could not be read, so what recreating it would lose is unknown: Error response from daemon: layer does not exist"}}},
 		{"privileged under remap", base(ctr("p", container.HostConfig{Privileged: true})), enable,
 			[]Blocker{{KindContainer, "p", "--privileged is refused under userns-remap unless the container runs with userns_mode = host"}}},
 		{"privileged with userns host", base(ctr("p", container.HostConfig{Privileged: true, UsernsMode: "host"})), enable, nil},

@@ -84,6 +84,8 @@ type Container struct {
 	// changes ("A /path", "C /path", "D /path"); ChangeCount counts all.
 	Changes     []string `json:"changes,omitempty"`
 	ChangeCount int      `json:"change_count,omitempty"`
+	// ChangesError says why the changes could not be read.
+	ChangesError string `json:"changes_error,omitempty"`
 	// Binds are its bind mounts with the owner of their source on the host.
 	Binds   []Bind                    `json:"binds,omitempty"`
 	Inspect container.InspectResponse `json:"inspect"`

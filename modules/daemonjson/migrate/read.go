@@ -11,6 +11,7 @@ import (
 	"strings"
 	"syscall"
 
+	cerrdefs "github.com/containerd/errdefs"
 	"github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/api/types/mount"
 	"github.com/moby/moby/client"
@@ -74,6 +75,9 @@ func Read(ctx context.Context, e Engine, o Options) (*Inventory, error) {
 	usedImages := map[string]bool{}
 	for _, s := range cl.Items {
 		c, err := readContainer(ctx, e, o, s.ID)
+		if cerrdefs.IsNotFound(err) {
+			continue // removed since the list was made
+		}
 		if err != nil {
 			return nil, err
 		}
@@ -111,6 +115,9 @@ func Read(ctx context.Context, e Engine, o Options) (*Inventory, error) {
 			continue
 		}
 		ni, err := e.NetworkInspect(ctx, s.ID, client.NetworkInspectOptions{})
+		if cerrdefs.IsNotFound(err) {
+			continue
+		}
 		if err != nil {
 			return nil, fmt.Errorf("inspect network %s: %w", s.Name, err)
 		}
@@ -132,7 +139,7 @@ func Read(ctx context.Context, e Engine, o Options) (*Inventory, error) {
 func readContainer(ctx context.Context, e Engine, o Options, id string) (Container, error) {
 	ci, err := e.ContainerInspect(ctx, id, client.ContainerInspectOptions{})
 	if err != nil {
-		return Container{}, fmt.Errorf("inspect container %s: %w", id, err)
+		return Container{}, fmt.Errorf("inspect container %s: %w", shortID(id), err)
 	}
 	in := ci.Container
 	c := Container{
@@ -145,11 +152,13 @@ func readContainer(ctx context.Context, e Engine, o Options, id string) (Contain
 	if in.Config != nil {
 		c.Image = in.Config.Image
 	}
-	diff, err := e.ContainerDiff(ctx, id, client.ContainerDiffOptions{})
-	if err != nil {
-		return Container{}, fmt.Errorf("changes of container %s: %w", c.Name, err)
+	// A container whose layer cannot be read (dead, half removed) is not
+	// a reason to read nothing: its blocker says so.
+	if diff, err := e.ContainerDiff(ctx, id, client.ContainerDiffOptions{}); err != nil {
+		c.ChangesError = err.Error()
+	} else {
+		c.Changes, c.ChangeCount = summarizeChanges(ownChanges(diff.Changes, in.Mounts))
 	}
-	c.Changes, c.ChangeCount = summarizeChanges(ownChanges(diff.Changes, in.Mounts))
 	for _, m := range in.Mounts {
 		if m.Type != mount.TypeBind {
 			continue
