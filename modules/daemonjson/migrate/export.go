@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 
 	"github.com/google/renameio/v2"
+	"golang.org/x/sys/unix"
 )
 
 // ManifestFile is the inventory Export leaves in its directory, the input
@@ -35,9 +36,23 @@ func Export(ctx context.Context, e Engine, inv *Inventory, dir string, o Options
 	if err := os.MkdirAll(imgDir, 0o700); err != nil {
 		return fmt.Errorf("export: %w", err)
 	}
+	// Refuse before saving anything rather than fill the disk midway (the
+	// archives are about as large as the images' unpacked size).
+	var need int64
+	for i, im := range inv.Images {
+		if _, err := os.Stat(filepath.Join(dir, imageFile(i, im.ID))); err != nil {
+			need += im.Size
+		}
+	}
+	var fs unix.Statfs_t
+	if err := unix.Statfs(imgDir, &fs); err == nil {
+		if free := int64(fs.Bavail) * int64(fs.Bsize); need > free {
+			return fmt.Errorf("export: the images need about %d MB in %s, %d MB are free", need>>20, dir, free>>20)
+		}
+	}
 	for i := range inv.Images {
 		im := &inv.Images[i]
-		im.File = filepath.Join("images", fmt.Sprintf("%03d-%s.tar", i, shortID(im.ID)))
+		im.File = imageFile(i, im.ID)
 		if err := saveImage(ctx, e, *im, filepath.Join(dir, im.File), o); err != nil {
 			return fmt.Errorf("export image %s: %w", im.Ref(), err)
 		}
@@ -50,6 +65,11 @@ func Export(ctx context.Context, e Engine, inv *Inventory, dir string, o Options
 		return fmt.Errorf("export: write %s: %w", filepath.Join(dir, ManifestFile), err)
 	}
 	return nil
+}
+
+// imageFile is where the i-th image's archive goes, relative to dir.
+func imageFile(i int, id string) string {
+	return filepath.Join("images", fmt.Sprintf("%03d-%s.tar", i, shortID(id)))
 }
 
 func saveImage(ctx context.Context, e Engine, im Image, path string, o Options) error {

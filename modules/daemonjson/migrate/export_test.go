@@ -104,3 +104,18 @@ func FuzzParseManifest(f *testing.F) {
 		}
 	})
 }
+
+// TestExportRefusesWithoutRoom: nothing is saved when the images cannot
+// fit, and the error says how much is needed.
+func TestExportRefusesWithoutRoom(t *testing.T) {
+	dir := t.TempDir()
+	f := newFake(t) // its ImageSave fails: it must not be reached
+	inv := &Inventory{FormatVersion: FormatVersion, Images: []Image{{ID: "sha256:huge", Tags: []string{"huge:1"}, Size: 1 << 60}}}
+	err := Export(t.Context(), f, inv, dir, Options{})
+	if err == nil || !strings.Contains(err.Error(), "the images need about 1099511627776 MB in "+dir) {
+		t.Fatalf("export of a too large image: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, ManifestFile)); err == nil {
+		t.Error("a manifest was written")
+	}
+}
