@@ -353,3 +353,68 @@ func owner(t *testing.T, p string) [2]uint32 {
 	}
 	return [2]uint32{st.Uid, st.Gid}
 }
+
+// TestMigrateBetweenRanges moves the workload from one remapped root to
+// another: the remap user's ranges change from 100000 to 200000 (a
+// data-root switch too), so file owners move from 100000+u to 200000+u.
+func TestMigrateBetweenRanges(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: boots a systemd-nspawn sandbox machine")
+	}
+	m := sandbox.Start(t)
+	switchToRemap(t, m)
+	m.ImportBusybox(t)
+	m.MustRun(t, "sh", "-c", migrateWorkload)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+
+	from, to := migrate.RemapRange(100000, 100000, 65536), migrate.RemapRange(200000, 200000, 65536)
+	opts := migrate.Options{HostRoot: m.Root(), Shift: migrate.Shift{From: from, To: to}, Logf: t.Logf}
+	inv, err := migrate.Read(ctx, engine(t, m), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !inv.Remapped || inv.DockerRootDir != "/var/lib/docker/100000.100000" {
+		t.Fatalf("old root: remapped %v, %s", inv.Remapped, inv.DockerRootDir)
+	}
+	if bl := inv.Blockers(opts.Shift); len(bl) > 0 {
+		t.Fatalf("blockers: %v", bl)
+	}
+	dir := t.TempDir()
+	if err := migrate.Export(ctx, engine(t, m), inv, dir, opts); err != nil {
+		t.Fatal(err)
+	}
+
+	for _, f := range []string{"/etc/subuid", "/etc/subgid"} {
+		m.MustRun(t, "sed", "-i", "s/^dockremap:100000:65536$/dockremap:200000:65536/", f)
+	}
+	restartDocker(t, m)
+	if got := strings.TrimSpace(m.MustRun(t, "docker", "info", "-f", "{{.DockerRootDir}}")); got != "/var/lib/docker/200000.200000" {
+		t.Fatalf("after changing the ranges docker runs on %s", got)
+	}
+
+	res, err := migrate.Import(ctx, engine(t, m), dir, opts)
+	for _, o := range resOutcomes(res) {
+		t.Logf("outcome: %s", o)
+	}
+	if err != nil {
+		t.Fatalf("import: %v", err)
+	}
+	if n := res.Count(migrate.Moved); n != len(res.Outcomes) {
+		t.Errorf("%d of %d objects moved", n, len(res.Outcomes))
+	}
+	newData := filepath.Join(m.Root(), "var/lib/docker/200000.200000/volumes/migvol/_data")
+	for p, want := range map[string][2]uint32{"": {200000, 200000}, "root.txt": {200000, 200000}, "u/f": {201000, 201000}} {
+		if got := owner(t, filepath.Join(newData, p)); got != want {
+			t.Errorf("new volume %s owned by %v on the host, want %v", p, got, want)
+		}
+	}
+	if got := inspectJSON(t, m, "web", "{{.State.Running}}"); got != "true" {
+		t.Errorf("web running: %s", got)
+	}
+	m.MustRun(t, "docker", "exec", "web", "sh", "-c", "cat /data/root.txt && echo more >>/data/root.txt")
+	m.MustRun(t, "docker", "run", "--rm", "-u", "1000", "-v", "migvol:/data", "busybox:local", "sh", "-c", "echo more >>/data/u/f")
+	if got := owner(t, filepath.Join(m.Root(), "var/lib/docker/100000.100000/volumes/migvol/_data/u/f")); got != [2]uint32{101000, 101000} {
+		t.Errorf("old volume's u/f owned by %v, want 101000:101000", got)
+	}
+}
