@@ -108,7 +108,8 @@ func TestMigrate(t *testing.T) {
 		}
 	}
 
-	// TESTBED.md: dockerd makes dockremap:100000:65536; checked below.
+	// dockerd makes the remap user with dockremap:100000:65536 on a host
+	// without subordinate ranges; checked after the switch below.
 	shift := migrate.Shift{To: migrate.RemapRange(100000, 100000, 65536)}
 	blockers := inv.Blockers(shift)
 	blockedBy := map[string]string{}
