@@ -75,6 +75,7 @@ func TestMigrate(t *testing.T) {
 	if inv.Remapped || inv.DockerRootDir != "/var/lib/docker" {
 		t.Fatalf("old root: remapped %v, %s; want an unremapped /var/lib/docker", inv.Remapped, inv.DockerRootDir)
 	}
+	t.Logf("Docker %s (API %s)", inv.ServerVersion, inv.APIVersion)
 	names := func(kind string) []string {
 		var out []string
 		switch kind {
