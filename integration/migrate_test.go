@@ -54,9 +54,12 @@ docker create --name bindy -v /srv/bindsrc:/data busybox:local true >/dev/null
 
 // TestMigrate moves a workload across the userns-remap switch on a real
 // dockerd: Read, Blockers and Export on the daemon without remapping,
-// daemon.json with userns-remap and a restart, then Import on the new root,
-// and checks the containers, network and volume there; then Import again
-// (nothing left to do) and the old root untouched.
+// daemon.json with userns-remap and a restart, then Import on the new root
+// while another container holds web's port (web fails to start, the
+// sidecar cannot follow, the rest moves), Import again once the port is
+// free (the rest completes), checks the containers, network and volume
+// there, Import a third time (nothing left to do), the old root untouched,
+// and switching back shows the old state.
 func TestMigrate(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root: boots a systemd-nspawn sandbox machine")
@@ -144,12 +147,16 @@ func TestMigrate(t *testing.T) {
 	}
 	opts.Shift = shift
 
+	// A failure midway: a service of the host holds web's published port,
+	// so web is created but cannot start, and the sidecar in its
+	// namespace cannot follow.
+	m.MustRun(t, "systemd-run", "--unit=squatter", "--service-type=exec", "/bin/busybox", "httpd", "-f", "-p", "8080")
 	res, err := migrate.Import(ctx, engine(t, m), dir, opts)
 	for _, o := range resOutcomes(res) {
 		t.Logf("outcome: %s", o)
 	}
-	if err != nil {
-		t.Fatalf("import: %v", err)
+	if err == nil || !strings.Contains(err.Error(), "container web: created but not started") {
+		t.Fatalf("import with web's port taken: %v", err)
 	}
 	if res.Root != "/var/lib/docker/100000.100000" {
 		t.Errorf("import went to %s, want /var/lib/docker/100000.100000", res.Root)
@@ -157,10 +164,38 @@ func TestMigrate(t *testing.T) {
 	wantStatus := map[string]migrate.Status{
 		"image/busybox:local": migrate.Moved, "network/mignet": migrate.Moved, "volume/migvol": migrate.Moved,
 		"volume/" + anonVolume(t, inv, "sidecar"): migrate.Moved,
-		"container/web": migrate.Moved, "container/worker": migrate.Moved, "container/sidecar": migrate.Moved,
+		"container/web": migrate.Failed, "container/worker": migrate.Moved, "container/sidecar": migrate.Skipped,
 		"container/priv": migrate.Skipped, "container/dirty": migrate.Skipped, "container/bindy": migrate.Skipped,
 	}
 	checkOutcomes(t, res, wantStatus)
+	if o, _ := res.Find(migrate.KindContainer, "sidecar"); o.Reason != "needs container web, which did not move" {
+		t.Errorf("sidecar: %s", o)
+	}
+	// Docker keeps running, the other objects stay moved.
+	if got := inspectJSON(t, m, "worker", "{{.State.Status}}"); got != "created" {
+		t.Errorf("worker after the failed import: %s", got)
+	}
+
+	// The operator frees the port; the next run completes the rest.
+	m.MustRun(t, "systemctl", "stop", "squatter.service")
+	res, err = migrate.Import(ctx, engine(t, m), dir, opts)
+	for _, o := range resOutcomes(res) {
+		t.Logf("outcome: %s", o)
+	}
+	if err != nil {
+		t.Fatalf("import after the port was freed: %v", err)
+	}
+	for k, s := range wantStatus {
+		if s == migrate.Moved {
+			wantStatus[k] = migrate.Present
+		}
+	}
+	wantStatus["container/web"] = migrate.Present // made by the first run, started by this one
+	wantStatus["container/sidecar"] = migrate.Moved
+	checkOutcomes(t, res, wantStatus)
+	if o, _ := res.Find(migrate.KindContainer, "web"); o.Detail != "started" {
+		t.Errorf("web: %s", o)
+	}
 
 	// The containers, as Docker reports them now.
 	oldMemory := map[string]int64{}
@@ -222,16 +257,17 @@ func TestMigrate(t *testing.T) {
 	}
 
 	// Again: everything is recognised, nothing is made twice.
-	res2, err := migrate.Import(ctx, engine(t, m), dir, opts)
+	res3, err := migrate.Import(ctx, engine(t, m), dir, opts)
 	if err != nil {
-		t.Fatalf("second import: %v", err)
+		t.Fatalf("third import: %v", err)
 	}
-	for k, s := range wantStatus {
-		if s == migrate.Moved {
-			wantStatus[k] = migrate.Present
+	wantStatus["container/sidecar"] = migrate.Present
+	checkOutcomes(t, res3, wantStatus)
+	for _, o := range res3.Outcomes {
+		if o.Detail != "" {
+			t.Errorf("third import did something: %s", o)
 		}
 	}
-	checkOutcomes(t, res2, wantStatus)
 
 	// The old root is as it was.
 	oldData := filepath.Join(m.Root(), "var/lib/docker/volumes/migvol/_data")
