@@ -1,6 +1,7 @@
 package migrate
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -34,8 +35,8 @@ type CopyStats struct {
 // included), modification times, symlinks as links, hard links as links,
 // FIFOs and device nodes, and user.* and trusted.* extended attributes. An
 // entry already at its place in dst is replaced, so a copy that stopped
-// midway can be run again. src is only read.
-func CopyTree(src, dst string, s Shift) (CopyStats, error) {
+// midway (ctx ended, an error) can be run again. src is only read.
+func CopyTree(ctx context.Context, src, dst string, s Shift) (CopyStats, error) {
 	var st CopyStats
 	fi, err := os.Lstat(src)
 	if err != nil {
@@ -56,6 +57,9 @@ func CopyTree(src, dst string, s Shift) (CopyStats, error) {
 	err = filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
+		}
+		if err := ctx.Err(); err != nil {
+			return err // stopped between entries; a later run copies again
 		}
 		rel, err := filepath.Rel(src, p)
 		if err != nil {

@@ -1,6 +1,7 @@
 package migrate
 
 import (
+	"context"
 	"errors"
 	"io/fs"
 	"os"
@@ -93,7 +94,7 @@ func TestCopyTree(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			src, dst := t.TempDir(), filepath.Join(t.TempDir(), "_data")
 			makeTree(t, src)
-			st, err := CopyTree(src, dst, tt.shift)
+			st, err := CopyTree(t.Context(), src, dst, tt.shift)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -145,7 +146,7 @@ func TestCopyTreeAgain(t *testing.T) {
 	_ = os.WriteFile(filepath.Join(dst, "link"), []byte("x"), 0o600)
 	_ = os.Symlink(outside, filepath.Join(dst, "suid"))
 	_ = unix.Mkfifo(filepath.Join(dst, "fifo"), 0o600)
-	if _, err := CopyTree(src, dst, Shift{To: remap100k}); err != nil {
+	if _, err := CopyTree(t.Context(), src, dst, Shift{To: remap100k}); err != nil {
 		t.Fatal(err)
 	}
 	checkTree(t, dst, map[string]entry{
@@ -163,11 +164,16 @@ func TestCopyTreeErrors(t *testing.T) {
 	d := t.TempDir()
 	f := filepath.Join(d, "file")
 	_ = os.WriteFile(f, nil, 0o600)
-	if _, err := CopyTree(filepath.Join(d, "missing"), filepath.Join(d, "out"), Shift{}); !errors.Is(err, fs.ErrNotExist) {
+	if _, err := CopyTree(t.Context(), filepath.Join(d, "missing"), filepath.Join(d, "out"), Shift{}); !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("missing source: %v", err)
 	}
-	if _, err := CopyTree(f, filepath.Join(d, "out"), Shift{}); err == nil {
+	if _, err := CopyTree(t.Context(), f, filepath.Join(d, "out"), Shift{}); err == nil {
 		t.Error("a file as source: no error")
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	if _, err := CopyTree(ctx, d, filepath.Join(t.TempDir(), "out"), Shift{}); !errors.Is(err, context.Canceled) {
+		t.Errorf("a copy with its context ended: %v", err)
 	}
 }
 

@@ -364,7 +364,7 @@ func (im *importer) volume(ctx context.Context, v Volume) Outcome {
 		out.Status, out.Error = Failed, fmt.Sprintf("record progress: %v", err)
 		return out
 	}
-	st, err := CopyTree(im.o.path(v.Mountpoint), im.o.path(have.Volume.Mountpoint), im.o.Shift)
+	st, err := CopyTree(ctx, im.o.path(v.Mountpoint), im.o.path(have.Volume.Mountpoint), im.o.Shift)
 	if err != nil {
 		out.Status, out.Error = Failed, fmt.Sprintf("copy data: %v", err)
 		return out
@@ -513,28 +513,28 @@ func (im *importer) container(ctx context.Context, c Container) Outcome {
 // namespaces, --volumes-from, links), keeping the inventory's order
 // otherwise; a cycle, which Docker cannot create, keeps its order.
 func orderContainers(cs []Container, byID map[string]string) []Container {
-	byName := map[string]Container{}
-	for _, c := range cs {
-		byName[c.Name] = c
+	first := map[string]int{} // name -> index of the first container of that name
+	for i := len(cs) - 1; i >= 0; i-- {
+		first[cs[i].Name] = i
 	}
-	var out []Container
-	state := map[string]int{} // 1 visiting, 2 done
-	var visit func(c Container)
-	visit = func(c Container) {
-		if state[c.Name] != 0 {
+	out := make([]Container, 0, len(cs))
+	state := make([]int, len(cs)) // 1 visiting, 2 done
+	var visit func(i int)
+	visit = func(i int) {
+		if state[i] != 0 {
 			return
 		}
-		state[c.Name] = 1
-		for _, d := range containerDeps(c.Inspect.HostConfig, byID) {
-			if dc, ok := byName[d]; ok {
-				visit(dc)
+		state[i] = 1
+		for _, d := range containerDeps(cs[i].Inspect.HostConfig, byID) {
+			if j, ok := first[d]; ok {
+				visit(j)
 			}
 		}
-		state[c.Name] = 2
-		out = append(out, c)
+		state[i] = 2
+		out = append(out, cs[i])
 	}
-	for _, c := range cs {
-		visit(c)
+	for i := range cs {
+		visit(i)
 	}
 	return out
 }
