@@ -82,7 +82,7 @@ func CopyTree(ctx context.Context, src, dst string, s Shift) (CopyStats, error) 
 		switch {
 		case mode.IsDir():
 			if rel != "." {
-				if err := os.Mkdir(target, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
+				if err := mkdirNoFollow(target); err != nil {
 					return err
 				}
 			}
@@ -154,6 +154,25 @@ func CopyTree(ctx context.Context, src, dst string, s Shift) (CopyStats, error) 
 		}
 	}
 	return st, nil
+}
+
+// mkdirNoFollow makes a directory, or keeps the one there; anything else
+// in its place (a symlink above all: a container may have used the volume
+// between two runs) is removed first, so nothing is ever written through a
+// link to outside the volume.
+func mkdirNoFollow(p string) error {
+	fi, err := os.Lstat(p)
+	switch {
+	case err == nil && fi.IsDir():
+		return nil
+	case err == nil:
+		if err := os.Remove(p); err != nil {
+			return err
+		}
+	case !errors.Is(err, fs.ErrNotExist):
+		return err
+	}
+	return os.Mkdir(p, 0o700)
 }
 
 // fsMode turns Go's mode bits into chmod's, setuid, setgid and sticky

@@ -146,6 +146,9 @@ func TestCopyTreeAgain(t *testing.T) {
 	_ = os.WriteFile(filepath.Join(dst, "link"), []byte("x"), 0o600)
 	_ = os.Symlink(outside, filepath.Join(dst, "suid"))
 	_ = unix.Mkfifo(filepath.Join(dst, "fifo"), 0o600)
+	// A directory replaced by a link to outside: u/f must not land there.
+	outsideDir := t.TempDir()
+	_ = os.Symlink(outsideDir, filepath.Join(dst, "u"))
 	if _, err := CopyTree(t.Context(), src, dst, Shift{To: remap100k}); err != nil {
 		t.Fatal(err)
 	}
@@ -155,6 +158,13 @@ func TestCopyTreeAgain(t *testing.T) {
 		"suid":     {mode: 0o755 | fs.ModeSetuid, uid: 100000, gid: 100000, content: "#!/bin/sh\n"},
 		"fifo":     {mode: fs.ModeNamedPipe | 0o620, uid: 100000, gid: 100000},
 	})
+	checkTree(t, dst, map[string]entry{
+		"u":   {mode: fs.ModeDir | 0o700, uid: 101000, gid: 101000},
+		"u/f": {mode: 0o600, uid: 101000, gid: 101000, content: "uid 1000's\n"},
+	})
+	if ents, _ := os.ReadDir(outsideDir); len(ents) != 0 {
+		t.Errorf("the copy wrote through a symlinked directory: %v", ents)
+	}
 	if b, _ := os.ReadFile(outside); string(b) != "not to be written\n" {
 		t.Errorf("a symlink left in the target was followed: %q", b)
 	}
