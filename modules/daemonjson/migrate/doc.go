@@ -55,5 +55,5 @@
 // already in the new root and completes the rest; a volume whose copy was
 // interrupted is copied again, a volume the new root had of its own is
 // left alone. The export directory holds archives and configurations
-// (environment variables may hold secrets): it is made with mode 0700.
+// (environment variables may hold secrets): Export gives it mode 0700.
 package migrate

@@ -29,9 +29,17 @@ const ResultFile = "result.json"
 //
 // Export reads from the daemon only. An image whose archive is already in
 // dir is not saved again (archives appear by rename once complete), so an
-// interrupted export can be run again. dir is made with mode 0700: the
-// archives and configurations can hold secrets (environment variables).
+// interrupted export can be run again. The archives and configurations can
+// hold secrets (environment variables): what Export makes is the
+// operator's alone: dir and what is in it get modes 0700 and 0600.
 func Export(ctx context.Context, e Engine, inv *Inventory, dir string, o Options) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("export: %w", err)
+	}
+	// MkdirAll leaves an existing directory's mode as it was.
+	if err := os.Chmod(dir, 0o700); err != nil {
+		return fmt.Errorf("export: %w", err)
+	}
 	imgDir := filepath.Join(dir, "images")
 	if err := os.MkdirAll(imgDir, 0o700); err != nil {
 		return fmt.Errorf("export: %w", err)

@@ -119,3 +119,22 @@ func TestExportRefusesWithoutRoom(t *testing.T) {
 		t.Error("a manifest was written")
 	}
 }
+
+func TestExportClosesItsDirectory(t *testing.T) {
+	for _, dir := range []string{t.TempDir(), filepath.Join(t.TempDir(), "new", "export")} {
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := Export(t.Context(), nil, &Inventory{FormatVersion: FormatVersion}, dir, Options{}); err != nil {
+			t.Fatal(err)
+		}
+		for _, p := range []string{dir, filepath.Join(dir, "images")} {
+			if fi, err := os.Stat(p); err != nil || fi.Mode().Perm() != 0o700 {
+				t.Errorf("%s: %v %v, want 0700", p, fi.Mode(), err)
+			}
+		}
+	}
+}
