@@ -351,12 +351,20 @@ func (im *importer) volume(ctx context.Context, v Volume) Outcome {
 			return out
 		}
 		have.Volume = cr.Volume
+		out.Status = Moved
 	}
 	if len(v.Options) > 0 {
 		// The local driver with options mounts its data from elsewhere
 		// (a device, NFS, tmpfs): there is nothing in the root to copy.
-		im.markFinished(key)
-		out.Status, out.Detail = Moved, "created with its driver options; its data lives where they point, nothing copied"
+		if err := im.markFinished(key); err != nil {
+			out.Status, out.Error = Failed, fmt.Sprintf("record progress: %v", err)
+			return out
+		}
+		if out.Status != Moved {
+			out.Status = Present
+			return out
+		}
+		out.Detail = "created with its driver options; its data lives where they point, nothing copied"
 		return out
 	}
 	im.state.Began[key] = true

@@ -365,3 +365,36 @@ func TestImportSaysWhichTagMoved(t *testing.T) {
 		t.Errorf("app:1 is %s after the load", f.images["app:1"])
 	}
 }
+
+// TestImportVolumeWithOptions: a local volume with driver options is made
+// with them and nothing is copied; made already, it is present.
+func TestImportVolumeWithOptions(t *testing.T) {
+	dir, _ := exportDir(t, t.TempDir())
+	b, _ := os.ReadFile(filepath.Join(dir, ManifestFile))
+	b = []byte(strings.Replace(string(b), `"name": "theirs",
+      "driver": "local",`, `"name": "theirs",
+      "driver": "local",
+      "options": {"type": "tmpfs", "device": "tmpfs", "o": "size=1m"},`, 1))
+	if err := os.WriteFile(filepath.Join(dir, ManifestFile), b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	f := newFake(t)
+	res, err := Import(t.Context(), f, dir, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	o, _ := res.Find(KindVolume, "theirs")
+	if o.Status != Moved || !strings.Contains(o.Detail, "nothing copied") || f.volumes["theirs"].Options["type"] != "tmpfs" {
+		t.Errorf("theirs: %s, options %v", o, f.volumes["theirs"].Options)
+	}
+	if _, err := os.Stat(filepath.Join(f.volDir, "theirs/_data/f")); err == nil {
+		t.Error("data copied into a volume with driver options")
+	}
+	res, err = Import(t.Context(), f, dir, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o, _ := res.Find(KindVolume, "theirs"); o.Status != Present {
+		t.Errorf("second run: %s", o)
+	}
+}
