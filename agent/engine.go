@@ -51,7 +51,7 @@ func (e *Engine) newRun(command string) *run {
 	return &run{
 		e:        e,
 		env:      &Env{Root: e.Root, StateDir: e.StateDir, Log: logrus.NewEntry(e.logger())},
-		journal:  NewJournal(e.StateDir),
+		journal:  NewJournalIn(e.Root, e.StateDir),
 		rep:      &Report{FormatVersion: ReportFormatVersion, Command: command, Start: time.Now().UTC()},
 		upstream: map[string][]Change{},
 		changed:  map[string]bool{},
@@ -112,7 +112,7 @@ func (e *Engine) restartersOf(id string) []Restarter {
 // takes a shared lock only when the state directory already exists.
 func (e *Engine) Plan(ctx context.Context, only Selection) (*Report, error) {
 	if _, err := os.Stat(e.StateDir); err == nil {
-		l, err := AcquireLock(ctx, e.StateDir, false, e.lockWait(), logrus.NewEntry(e.logger()))
+		l, err := AcquireLockIn(ctx, e.Root, e.StateDir, false, e.lockWait(), logrus.NewEntry(e.logger()))
 		if err != nil {
 			return nil, err
 		}
@@ -171,7 +171,7 @@ func newResult(m Module) ModuleResult {
 // Apply converges the selected modules in order under the exclusive run
 // lock and writes the run report to the state directory.
 func (e *Engine) Apply(ctx context.Context, only Selection) (*Report, error) {
-	l, err := AcquireLock(ctx, e.StateDir, true, e.lockWait(), logrus.NewEntry(e.logger()))
+	l, err := AcquireLockIn(ctx, e.Root, e.StateDir, true, e.lockWait(), logrus.NewEntry(e.logger()))
 	if err != nil {
 		return nil, err
 	}
@@ -190,7 +190,7 @@ func (e *Engine) Apply(ctx context.Context, only Selection) (*Report, error) {
 		e.commit(ctx, r.env, r.rep)
 	}
 	r.rep.Duration = time.Since(r.rep.Start).Seconds()
-	if err := WriteReport(e.StateDir, r.rep); err != nil {
+	if err := WriteReportIn(e.Root, e.StateDir, r.rep); err != nil {
 		e.logger().WithError(err).Error("could not write the run report")
 		return r.rep, err
 	}

@@ -5,11 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"os"
-	"path/filepath"
 	"sort"
 	"sync"
 	"time"
+
+	"github.com/dockward/dockward/agent/managedfile"
 )
 
 // Journal is the durable "restart owed" record, the engine's alone: it
@@ -18,9 +18,12 @@ import (
 // crash between the write and the restart therefore still ends in a restart
 // on the next run. Modules never see it; they get Env.Due.
 type Journal struct {
-	path string
-	mu   sync.Mutex
+	root, stateDir string
+	mu             sync.Mutex
 }
+
+// journalFile is the journal's name in the state directory.
+const journalFile = "restart-owed.json"
 
 // Owed is one unit's pending restart.
 type Owed struct {
@@ -36,41 +39,59 @@ type Owed struct {
 }
 
 // NewJournal returns the journal kept at stateDir/restart-owed.json.
-func NewJournal(stateDir string) *Journal {
-	return &Journal{path: filepath.Join(stateDir, "restart-owed.json")}
+func NewJournal(stateDir string) *Journal { return NewJournalIn("", stateDir) }
+
+// NewJournalIn is NewJournal for a state directory under --root root.
+func NewJournalIn(root, stateDir string) *Journal {
+	return &Journal{root: root, stateDir: stateDir}
 }
 
+// journalLimit caps the journal as read: a few changes per unit.
+const journalLimit = 1 << 20
+
 func (j *Journal) load() (map[string]*Owed, error) {
-	b, err := os.ReadFile(j.path)
+	sd, err := managedfile.OpenStateDir(j.root, j.stateDir, false)
 	if errors.Is(err, fs.ErrNotExist) {
 		return map[string]*Owed{}, nil
 	}
 	if err != nil {
 		return nil, fmt.Errorf("read restart journal: %w", err)
 	}
+	defer sd.Close()
+	f, err := sd.Read(journalFile, journalLimit)
+	if err != nil {
+		return nil, fmt.Errorf("read restart journal: %w", err)
+	}
 	m := map[string]*Owed{}
-	if err := json.Unmarshal(b, &m); err != nil {
-		return nil, fmt.Errorf("read restart journal %s: %w", j.path, err)
+	if !f.Exists {
+		return m, nil
+	}
+	if err := json.Unmarshal(f.Data, &m); err != nil {
+		return nil, fmt.Errorf("read restart journal %s: %w", f.Path, err)
 	}
 	return m, nil
 }
 
 func (j *Journal) store(m map[string]*Owed) error {
+	sd, err := managedfile.OpenStateDir(j.root, j.stateDir, len(m) > 0)
+	if len(m) == 0 && errors.Is(err, fs.ErrNotExist) {
+		return nil // nothing owed, and no journal to clear
+	}
+	if err != nil {
+		return fmt.Errorf("restart journal: %w", err)
+	}
+	defer sd.Close()
 	if len(m) == 0 {
-		err := os.Remove(j.path)
-		if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		if err := sd.Remove(journalFile); err != nil {
 			return fmt.Errorf("clear restart journal: %w", err)
 		}
-		return SyncDir(filepath.Dir(j.path))
+		return sd.SyncDir(".")
 	}
 	b, err := json.MarshalIndent(m, "", "  ")
 	if err != nil {
 		return err
 	}
-	if err := os.MkdirAll(filepath.Dir(j.path), 0o700); err != nil {
-		return fmt.Errorf("restart journal: %w", err)
-	}
-	return WriteFileAtomic(j.path, append(b, '\n'), 0o600)
+	return sd.WriteAtomic(journalFile, append(b, '\n'), managedfile.RootOwned(0o600))
 }
 
 // Owe records that unit owes a restart because module changed.

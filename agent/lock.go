@@ -4,55 +4,133 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
-	"path/filepath"
+	"syscall"
 	"time"
 
-	"github.com/gofrs/flock"
+	"github.com/dockward/dockward/agent/managedfile"
 	"github.com/sirupsen/logrus"
 )
 
 // Lock is the run lock: an flock on StateDir/lock, so two runs never
 // interleave and a dead process's lock is released by the kernel.
-type Lock struct{ fl *flock.Flock }
+type Lock struct{ f *os.File }
 
 // ErrLockTimeout is returned when another run held the lock for too long.
 var ErrLockTimeout = errors.New("another dockward run holds the lock")
 
-// AcquireLock takes the run lock, exclusive for apply and shared for plan,
-// waiting at most wait and saying that it waits.
+// lockPoll is how often a held lock is tried again.
+const lockPoll = 100 * time.Millisecond
+
+// AcquireLock is AcquireLockIn on the live system.
 func AcquireLock(ctx context.Context, stateDir string, exclusive bool, wait time.Duration, log *logrus.Entry) (*Lock, error) {
-	if err := os.MkdirAll(stateDir, 0o700); err != nil {
-		return nil, fmt.Errorf("state directory: %w", err)
+	return AcquireLockIn(ctx, "", stateDir, exclusive, wait, log)
+}
+
+// AcquireLockIn takes the run lock in stateDir (under --root root),
+// exclusive for apply and shared for plan, waiting at most wait and saying
+// that it waits. The state directory is checked first (managedfile.
+// OpenStateDir). Apply creates the directory and the lock file; plan
+// creates nothing: without a lock file there is no run to wait for, and it
+// returns a Lock that holds nothing. The exclusive holder removes the temp
+// files a killed run left in the state directory.
+func AcquireLockIn(ctx context.Context, root, stateDir string, exclusive bool, wait time.Duration, log *logrus.Entry) (*Lock, error) {
+	sd, err := managedfile.OpenStateDir(root, stateDir, exclusive)
+	if !exclusive && errors.Is(err, fs.ErrNotExist) {
+		return &Lock{}, nil
 	}
-	path := filepath.Join(stateDir, "lock")
-	fl := flock.New(path)
-	try := fl.TryLock
-	if !exclusive {
-		try = fl.TryRLock
+	if err != nil {
+		return nil, err
 	}
-	ok, err := try()
+	defer sd.Close()
+	flag, how := os.O_RDONLY, syscall.LOCK_SH
+	if exclusive {
+		flag, how = os.O_RDWR|os.O_CREATE, syscall.LOCK_EX
+	}
+	path := sd.Path("lock")
+	f, err := sd.OpenFile("lock", flag, 0o600)
+	if !exclusive && errors.Is(err, fs.ErrNotExist) {
+		return &Lock{}, nil
+	}
 	if err != nil {
 		return nil, fmt.Errorf("lock %s: %w", path, err)
 	}
-	if !ok {
-		log.WithField("lock", path).Infof("another dockward run holds the lock; waiting up to %s", wait)
-		wctx, cancel := context.WithTimeout(ctx, wait)
-		defer cancel()
-		lockCtx := fl.TryLockContext
-		if !exclusive {
-			lockCtx = fl.TryRLockContext
-		}
-		ok, err = lockCtx(wctx, 100*time.Millisecond)
-		if !ok || err != nil {
-			if errors.Is(err, context.DeadlineExceeded) || err == nil {
-				return nil, fmt.Errorf("lock %s: %w (waited %s)", path, ErrLockTimeout, wait)
-			}
-			return nil, fmt.Errorf("lock %s: %w", path, err)
-		}
+	if err := flockWait(ctx, f, how, wait, path, log); err != nil {
+		f.Close()
+		return nil, err
 	}
-	return &Lock{fl: fl}, nil
+	if exclusive {
+		cleanState(sd, ".", 0, log)
+	}
+	return &Lock{f: f}, nil
 }
 
-// Release lets the next run go.
-func (l *Lock) Release() error { return l.fl.Unlock() }
+func flockWait(ctx context.Context, f *os.File, how int, wait time.Duration, path string, log *logrus.Entry) error {
+	try := func() (bool, error) {
+		err := syscall.Flock(int(f.Fd()), how|syscall.LOCK_NB)
+		if errors.Is(err, syscall.EWOULDBLOCK) {
+			return false, nil
+		}
+		return err == nil, err
+	}
+	ok, err := try()
+	if err != nil {
+		return fmt.Errorf("lock %s: %w", path, err)
+	}
+	if ok {
+		return nil
+	}
+	log.WithField("lock", path).Infof("another dockward run holds the lock; waiting up to %s", wait)
+	deadline := time.NewTimer(wait)
+	defer deadline.Stop()
+	tick := time.NewTicker(lockPoll)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("lock %s: %w", path, ctx.Err())
+		case <-deadline.C:
+			return fmt.Errorf("lock %s: %w (waited %s)", path, ErrLockTimeout, wait)
+		case <-tick.C:
+		}
+		if ok, err := try(); err != nil {
+			return fmt.Errorf("lock %s: %w", path, err)
+		} else if ok {
+			return nil
+		}
+	}
+}
+
+// cleanState removes the temp files of killed runs from the state
+// directory and its module subdirectories (two levels, as modules keep it).
+func cleanState(sd *managedfile.Root, dir string, depth int, log *logrus.Entry) {
+	removed, err := sd.CleanTemp(dir)
+	for _, p := range removed {
+		log.WithField("file", p).Info("removed a temp file an earlier, killed run left")
+	}
+	if err != nil {
+		log.WithError(err).Warn("could not clean the state directory")
+	}
+	if depth >= 2 {
+		return
+	}
+	entries, err := sd.ReadDir(dir)
+	if err != nil {
+		return
+	}
+	for _, e := range entries {
+		if e.IsDir() { // a link is not a directory here: not followed
+			cleanState(sd, dir+"/"+e.Name(), depth+1, log)
+		}
+	}
+}
+
+// Release lets the next run go. The kernel releases the flock when the
+// descriptor is closed, also when the process dies.
+func (l *Lock) Release() error {
+	if l == nil || l.f == nil {
+		return nil
+	}
+	return l.f.Close()
+}

@@ -1,16 +1,21 @@
 package agent
 
 import (
+	"bytes"
 	"fmt"
-	"os"
 	"path/filepath"
 
+	"github.com/dockward/dockward/agent/managedfile"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/common/expfmt"
 )
 
 // Metrics counts what the agent did, for node_exporter's textfile collector.
 // A nil *Metrics ignores everything.
 type Metrics struct {
+	// Root is --root: the textfile path is a host path resolved inside it
+	// ("" = the live system).
+	Root        string
 	reg         *prometheus.Registry
 	runs        *prometheus.CounterVec
 	changes     *prometheus.CounterVec
@@ -101,17 +106,33 @@ func RestartAction(c Change) string {
 	return ""
 }
 
-// WriteTextfile writes the metrics atomically in the Prometheus text format.
+// WriteTextfile writes the metrics atomically in the Prometheus text
+// format to path, a host path (under --root: inside Root).
 func (m *Metrics) WriteTextfile(path string) error {
 	if m == nil {
 		return nil
 	}
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+	mfs, err := m.reg.Gather()
+	if err != nil {
 		return fmt.Errorf("metrics textfile: %w", err)
 	}
-	// WriteToTextfile writes a temp file in the same directory and renames it.
-	if err := prometheus.WriteToTextfile(path, m.reg); err != nil {
-		return fmt.Errorf("metrics textfile %s: %w", path, err)
+	var buf bytes.Buffer
+	for _, mf := range mfs {
+		if _, err := expfmt.MetricFamilyToText(&buf, mf); err != nil {
+			return fmt.Errorf("metrics textfile: %w", err)
+		}
+	}
+	root, err := managedfile.Open(m.Root)
+	if err != nil {
+		return fmt.Errorf("metrics textfile: %w", err)
+	}
+	defer root.Close()
+	// node_exporter reads it, as another user.
+	if err := root.MkdirAll(filepath.Dir(filepath.Clean("/"+path)), 0o755); err != nil {
+		return fmt.Errorf("metrics textfile: %w", err)
+	}
+	if err := root.WriteAtomic(path, buf.Bytes(), managedfile.RootOwned(0o644)); err != nil {
+		return fmt.Errorf("metrics textfile: %w", err)
 	}
 	return nil
 }

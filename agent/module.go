@@ -11,8 +11,7 @@ package agent
 import (
 	"context"
 	"errors"
-	"path/filepath"
-
+	"github.com/dockward/dockward/agent/managedfile"
 	"github.com/sirupsen/logrus"
 )
 
@@ -171,10 +170,11 @@ type Env struct {
 // Offline reports whether live-system modules must skip (--root given).
 func (e *Env) Offline() bool { return e.Root != "" }
 
-// Path maps an absolute host path into Root.
+// Path maps an absolute host path into Root, as messages show it. Files
+// are opened through managedfile.Open(e.Root), which keeps links inside Root.
 func (e *Env) Path(p string) string {
 	if e.Root == "" {
 		return p
 	}
-	return filepath.Join(e.Root, p)
+	return managedfile.Join(e.Root, p)
 }

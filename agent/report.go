@@ -3,9 +3,10 @@ package agent
 import (
 	"encoding/json"
 	"fmt"
-	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/dockward/dockward/agent/managedfile"
 )
 
 // Status is a module's outcome in a run. An API: values are only added.
@@ -140,16 +141,24 @@ func (r *Report) Counts() (add, change, destroy int) {
 }
 
 // ReportPath is where apply leaves its report.
-func ReportPath(stateDir string) string { return filepath.Join(stateDir, "last-report.json") }
+func ReportPath(stateDir string) string { return filepath.Join(stateDir, reportFile) }
 
-// WriteReport stores r atomically as the last report in stateDir.
-func WriteReport(stateDir string, r *Report) error {
+const reportFile = "last-report.json"
+
+// WriteReport is WriteReportIn on the live system.
+func WriteReport(stateDir string, r *Report) error { return WriteReportIn("", stateDir, r) }
+
+// WriteReportIn stores r atomically as the last report in stateDir (under
+// --root root).
+func WriteReportIn(root, stateDir string, r *Report) error {
 	b, err := json.MarshalIndent(r, "", "  ")
 	if err != nil {
 		return err
 	}
-	if err := os.MkdirAll(stateDir, 0o700); err != nil {
+	sd, err := managedfile.OpenStateDir(root, stateDir, true)
+	if err != nil {
 		return fmt.Errorf("write report: %w", err)
 	}
-	return WriteFileAtomic(ReportPath(stateDir), append(b, '\n'), 0o644)
+	defer sd.Close()
+	return sd.WriteAtomic(reportFile, append(b, '\n'), managedfile.RootOwned(0o644))
 }

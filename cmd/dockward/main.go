@@ -7,8 +7,10 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -16,6 +18,7 @@ import (
 	"syscall"
 
 	"github.com/dockward/dockward/agent"
+	"github.com/dockward/dockward/agent/managedfile"
 	"github.com/dockward/dockward/config"
 	"github.com/dockward/dockward/modules"
 	"github.com/hashicorp/hcl/v2"
@@ -180,14 +183,34 @@ func isTerminal(w io.Writer) bool {
 }
 
 func engineFor(g *globals, cfg *config.File, log *logrus.Logger) *agent.Engine {
-	stateDir := cfg.Agent.StateDir
-	if g.root != "" {
-		stateDir = filepath.Join(g.root, stateDir)
+	return &agent.Engine{Modules: modules.Build(cfg), Root: g.root, StateDir: stateDirOf(g, cfg), Log: log}
+}
+
+// stateDirOf is agent.state_dir on the host, or inside --root: cleaned as
+// an absolute path first, so that no ".." climbs out of DIR.
+func stateDirOf(g *globals, cfg *config.File) string {
+	return managedfile.Join(g.root, cfg.Agent.StateDir)
+}
+
+// checkStateDir refuses a state directory others could write or that is a
+// link, as the configuration file is refused (exit 1). A missing one is
+// fine: apply creates it.
+func checkStateDir(g *globals, cfg *config.File) error {
+	sd, err := managedfile.OpenStateDir(g.root, stateDirOf(g, cfg), false)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
 	}
-	return &agent.Engine{Modules: modules.Build(cfg), Root: g.root, StateDir: stateDir, Log: log}
+	if err != nil {
+		return err
+	}
+	return sd.Close()
 }
 
 func converge(ctx context.Context, cmd string, g *globals, cfg *config.File, log *logrus.Logger, stdout, stderr io.Writer) int {
+	if err := checkStateDir(g, cfg); err != nil {
+		fmt.Fprintf(stderr, "dockward %s: %v\n", cmd, err)
+		return agent.ExitUsage
+	}
 	eng := engineFor(g, cfg, log)
 	var only agent.Selection
 	if g.only != "" {
@@ -210,7 +233,8 @@ func converge(ctx context.Context, cmd string, g *globals, cfg *config.File, log
 	}
 	if rep == nil {
 		fmt.Fprintf(stderr, "dockward %s: %v\n", cmd, err)
-		if cmd == "plan" {
+		var unsafe *managedfile.StateDirError
+		if cmd == "plan" || errors.As(err, &unsafe) {
 			return agent.ExitUsage
 		}
 		return agent.ExitFailed

@@ -13,6 +13,7 @@ import (
 
 	"github.com/coreos/go-systemd/v22/daemon"
 	"github.com/dockward/dockward/agent"
+	"github.com/dockward/dockward/agent/managedfile"
 	"github.com/dockward/dockward/config"
 	"github.com/hashicorp/hcl/v2"
 	"github.com/sirupsen/logrus"
@@ -60,6 +61,12 @@ func runAgent(ctx context.Context, g *globals, first *config.File, log *logrus.L
 	}
 
 	cfg := first
+	if err := checkStateDir(g, cfg); err != nil {
+		log.WithError(err).Error("dockward run")
+		return agent.ExitUsage
+	}
+	metrics := agent.NewMetrics()
+	metrics.Root = g.root
 	loads := 0
 	loop := &agent.Loop{
 		Load: func() (*agent.Engine, agent.LoopSettings, error) {
@@ -72,17 +79,13 @@ func runAgent(ctx context.Context, g *globals, first *config.File, log *logrus.L
 				cfg = c
 			}
 			set := agent.LoopSettings{Interval: cfg.Agent.Interval, Splay: cfg.Agent.Splay, Watch: cfg.Agent.Watch}
-			if cfg.Agent.MetricsTextfile != "" {
-				set.MetricsTextfile = cfg.Agent.MetricsTextfile
-				if g.root != "" {
-					set.MetricsTextfile = g.root + cfg.Agent.MetricsTextfile
-				}
-			}
+			// A host path: Metrics.Root resolves it inside --root.
+			set.MetricsTextfile = cfg.Agent.MetricsTextfile
 			return engineFor(g, cfg, log), set, nil
 		},
 		Reload:  reload,
 		Notify:  notify,
-		Metrics: agent.NewMetrics(),
+		Metrics: metrics,
 		Log:     log,
 	}
 	switch {
@@ -91,10 +94,7 @@ func runAgent(ctx context.Context, g *globals, first *config.File, log *logrus.L
 	case g.config == "":
 		// Running on the embedded default: a configuration file that
 		// appears where it is looked for is loaded, as a changed one is.
-		p := config.DefaultPath
-		if g.root != "" {
-			p = filepath.Join(g.root, p)
-		}
+		p := managedfile.Join(g.root, config.DefaultPath)
 		if _, err := os.Stat(filepath.Dir(p)); err == nil {
 			loop.ConfigPath = p
 		}

@@ -9,11 +9,10 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"strings"
-	"syscall"
 	"time"
 
 	"github.com/dockward/dockward/agent"
+	"github.com/dockward/dockward/agent/managedfile"
 	"github.com/sirupsen/logrus"
 )
 
@@ -90,29 +89,17 @@ func logOf(env *agent.Env) *logrus.Entry {
 	return logrus.NewEntry(logrus.StandardLogger()).WithField("module", Kind.Type)
 }
 
-// readTarget reads the managed file; a missing one is not an error.
-func readTarget(path string) (data []byte, existed bool, err error) {
-	fi, err := os.Lstat(path)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, false, nil
-	}
-	if err != nil {
-		return nil, false, fmt.Errorf("read %s: %w", path, err)
-	}
-	if fi.Mode()&fs.ModeSymlink != 0 {
-		// The atomic write renames over the path and would replace the
-		// link with a file, silently detaching it from its target.
-		target, _ := os.Readlink(path)
-		return nil, false, fmt.Errorf("read %s: it is a symbolic link to %s; set path to the file itself", path, target)
-	}
-	if !fi.Mode().IsRegular() {
-		return nil, false, fmt.Errorf("read %s: not a regular file", path)
-	}
-	data, err = os.ReadFile(path)
-	if err != nil {
-		return nil, false, fmt.Errorf("read %s: %w", path, err)
-	}
-	return data, true, nil
+// fileLimit caps daemon.json as read: real ones are a few KB.
+const fileLimit = managedfile.DefaultLimit
+
+// filePerm is daemon.json's mode and owner: dockerd reads it as root, and
+// tools of the docker group read it too; nobody but root writes it.
+var filePerm = managedfile.RootOwned(0o644)
+
+// readTarget reads the managed file; a missing one is not an error. Links
+// and special files are refused (managedfile.Root.Read).
+func (m *Module) readTarget(root *managedfile.Root) (*managedfile.File, error) {
+	return root.Read(m.cfg.Path, fileLimit)
 }
 
 // Plan implements agent.Module. It reads the file and the owned-key record,
@@ -121,11 +108,16 @@ func readTarget(path string) (data []byte, existed bool, err error) {
 // which has side effects (see validate.go); Apply does.
 func (m *Module) Plan(ctx context.Context, env *agent.Env) (*agent.Plan, error) {
 	log := logOf(env)
-	path := env.Path(m.cfg.Path)
-	before, existed, err := readTarget(path)
+	root, err := managedfile.Open(env.Root)
 	if err != nil {
 		return nil, err
 	}
+	defer root.Close()
+	cur, err := m.readTarget(root)
+	if err != nil {
+		return nil, err
+	}
+	path, before, existed := cur.Path, cur.Data, cur.Exists
 	doc, err := Parse(before)
 	if err != nil {
 		var se *SyntaxError
@@ -134,7 +126,7 @@ func (m *Module) Plan(ctx context.Context, env *agent.Env) (*agent.Plan, error) 
 		}
 		return nil, fmt.Errorf("parse %s: %w", path, err)
 	}
-	owned, err := loadOwned(env.StateDir, m.cfg.Path)
+	owned, err := loadOwnedIn(env.Root, env.StateDir, m.cfg.Path)
 	if err != nil {
 		// Forgetting what we own only means keys dropped from the
 		// configuration stay in the file: the safe side.
@@ -147,7 +139,8 @@ func (m *Module) Plan(ctx context.Context, env *agent.Env) (*agent.Plan, error) 
 		// The content is right; its mode and owner must be too: a
 		// group- or world-writable daemon.json lets others configure a
 		// root daemon.
-		if c, ok := permissionDrift(path, existed); ok {
+		if old, want, ok := managedfile.Drift(cur, filePerm); ok {
+			c := agent.Change{Action: agent.Update, Target: "permissions", Old: old, New: want, Metadata: true}
 			return &agent.Plan{Changes: []agent.Change{c}, State: &planState{path: path, before: before, existed: existed, fixPerms: true}}, nil
 		}
 		return &agent.Plan{}, nil
@@ -225,17 +218,23 @@ func (m *Module) Apply(ctx context.Context, env *agent.Env, plan *agent.Plan) er
 		return fmt.Errorf("apply %s: plan has no docker_daemon state", m.cfg.Path)
 	}
 	log := logOf(env).WithField("target", m.cfg.Path)
-
-	// Never overwrite an edit made since the plan was computed.
-	now, existed, err := readTarget(st.path)
+	root, err := managedfile.Open(env.Root)
 	if err != nil {
 		return err
 	}
-	if existed != st.existed || !bytes.Equal(now, st.before) {
+	defer root.Close()
+
+	// Never overwrite an edit made since the plan was computed.
+	cur, err := m.readTarget(root)
+	if err != nil {
+		return err
+	}
+	if cur.Exists != st.existed || !bytes.Equal(cur.Data, st.before) {
 		return fmt.Errorf("write %s: the file changed since it was planned; nothing written, run again", st.path)
 	}
+	cleanLitter(root, m.cfg.Path, log)
 	if st.fixPerms {
-		return fixPermissions(st.path)
+		return root.FixPerm(m.cfg.Path, filePerm)
 	}
 
 	if m.cfg.Validate && !env.Offline() {
@@ -251,13 +250,20 @@ func (m *Module) Apply(ctx context.Context, env *agent.Env, plan *agent.Plan) er
 		}
 	}
 
-	if err := saveLastKnownGood(env.StateDir, st); err != nil {
+	sd, err := managedfile.OpenStateDir(env.Root, env.StateDir, true)
+	if err != nil {
 		return fmt.Errorf("write %s: keep last-known-good copy: %w", st.path, err)
 	}
-	if err := makeParent(st.path); err != nil {
+	defer sd.Close()
+	if _, err := lastKnownGood(sd).Save(cur); err != nil {
+		return fmt.Errorf("write %s: keep last-known-good copy: %w", st.path, err)
+	}
+	// /etc/docker before docker is installed: 0755 whatever the umask,
+	// dockerd and the docker group's tools read it.
+	if err := root.MkdirAll(filepath.Dir(m.cfg.Path), 0o755); err != nil {
 		return fmt.Errorf("write %s: %w", st.path, err)
 	}
-	if err := agent.WriteFileAtomic(st.path, st.candidate, 0o644); err != nil {
+	if err := root.WriteAtomic(m.cfg.Path, st.candidate, filePerm); err != nil {
 		return err
 	}
 	log.WithField("keys", len(plan.Changes)).Info("daemon.json written")
@@ -265,24 +271,10 @@ func (m *Module) Apply(ctx context.Context, env *agent.Env, plan *agent.Plan) er
 	// so Apply succeeded (the engine takes a failed Apply as "nothing
 	// changed" and would withdraw the restart owed); a lost record only
 	// means keys added now stay if later dropped from the configuration.
-	if err := saveOwned(env.StateDir, m.cfg.Path, st.owned); err != nil {
+	if err := saveOwned(sd, m.cfg.Path, st.owned); err != nil {
 		log.WithError(err).Error("daemon.json written, but the keys dockward wrote were not recorded: dropping them from the configuration later will leave them in the file")
 	}
 	return nil
-}
-
-// makeParent creates the file's directory (/etc/docker before docker is
-// installed) as 0755 whatever the umask: dockerd and the docker group's
-// tools read it.
-func makeParent(path string) error {
-	dir := filepath.Dir(path)
-	if _, err := os.Stat(dir); err == nil {
-		return nil
-	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return err
-	}
-	return os.Chmod(dir, 0o755)
 }
 
 var (
@@ -291,31 +283,27 @@ var (
 )
 
 // Commit implements agent.Committer: the file as it is now, after a run in
-// which nothing failed, becomes the verified last-known-good copy.
+// which nothing failed, becomes the verified last-known-good copy. It also
+// removes the temp files a killed run left next to daemon.json: Commit runs
+// after every successful apply, also one with nothing to do.
 func (m *Module) Commit(ctx context.Context, env *agent.Env) error {
-	path := env.Path(m.cfg.Path)
-	data, existed, err := readTarget(path)
+	root, err := managedfile.Open(env.Root)
 	if err != nil {
 		return err
 	}
-	st := &planState{path: path, before: data, existed: existed}
-	dir := stateDir(env.StateDir)
-	if _, err := os.Stat(filepath.Join(dir, lkgVerifiedFile)); err == nil {
-		// Already committed this content: nothing to write (no-op runs stay cheap).
-		lkg, lerr := os.ReadFile(filepath.Join(dir, lkgFile))
-		_, aerr := os.Stat(filepath.Join(dir, lkgAbsentFile))
-		if (existed && lerr == nil && bytes.Equal(lkg, data)) || (!existed && aerr == nil) {
-			return nil
-		}
+	defer root.Close()
+	cleanLitter(root, m.cfg.Path, logOf(env))
+	cur, err := m.readTarget(root)
+	if err != nil {
+		return err
 	}
-	if err := os.Remove(filepath.Join(dir, lkgVerifiedFile)); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return fmt.Errorf("commit %s: %w", path, err)
+	sd, err := managedfile.OpenStateDir(env.Root, env.StateDir, true)
+	if err != nil {
+		return fmt.Errorf("commit %s: %w", cur.Path, err)
 	}
-	if err := saveLastKnownGood(env.StateDir, st); err != nil {
-		return fmt.Errorf("commit %s: %w", path, err)
-	}
-	if err := agent.WriteFileAtomic(filepath.Join(dir, lkgVerifiedFile), []byte("the last-known-good copy is from a run in which nothing failed\n"), 0o600); err != nil {
-		return fmt.Errorf("commit %s: %w", path, err)
+	defer sd.Close()
+	if err := lastKnownGood(sd).Commit(cur); err != nil {
+		return fmt.Errorf("commit %s: %w", cur.Path, err)
 	}
 	return nil
 }
@@ -325,89 +313,86 @@ func (m *Module) Commit(ctx context.Context, env *agent.Env) error {
 // record with it.
 func (m *Module) Rollback(ctx context.Context, env *agent.Env) error {
 	log := logOf(env).WithField("target", m.cfg.Path)
-	path := env.Path(m.cfg.Path)
-	dir := stateDir(env.StateDir)
-	if _, err := os.Stat(filepath.Join(dir, lkgAbsentFile)); err == nil {
-		if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			return fmt.Errorf("roll back %s: remove: %w", path, err)
-		}
-		if err := agent.SyncDir(filepath.Dir(path)); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			return fmt.Errorf("roll back %s: %w", path, err)
-		}
-	} else {
-		lkg, err := os.ReadFile(filepath.Join(dir, lkgFile))
-		if errors.Is(err, fs.ErrNotExist) {
-			return fmt.Errorf("roll back %s: no last-known-good copy in %s", path, dir)
-		}
-		if err != nil {
-			return fmt.Errorf("roll back %s: %w", path, err)
-		}
-		if err := agent.WriteFileAtomic(path, lkg, 0o644); err != nil {
-			return fmt.Errorf("roll back %s: %w", path, err)
-		}
+	root, err := managedfile.Open(env.Root)
+	if err != nil {
+		return err
 	}
-	if err := restoreOwned(env.StateDir); err != nil {
+	defer root.Close()
+	path := root.Path(m.cfg.Path)
+	sd, err := managedfile.OpenStateDir(env.Root, env.StateDir, false)
+	if errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("roll back %s: %w in %s", path, managedfile.ErrNoCopy, stateDir(env.StateDir))
+	}
+	if err != nil {
+		return fmt.Errorf("roll back %s: %w", path, err)
+	}
+	defer sd.Close()
+	data, existed, err := lastKnownGood(sd).Restore()
+	if err != nil {
+		return fmt.Errorf("roll back %s: %w", path, err)
+	}
+	if !existed {
+		if err := root.Remove(m.cfg.Path); err != nil {
+			return fmt.Errorf("roll back %s: %w", path, err)
+		}
+		if err := root.SyncDir(filepath.Dir(m.cfg.Path)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("roll back %s: %w", path, err)
+		}
+	} else if err := root.WriteAtomic(m.cfg.Path, data, filePerm); err != nil {
+		return fmt.Errorf("roll back %s: %w", path, err)
+	}
+	if err := restoreOwned(sd); err != nil {
 		return fmt.Errorf("roll back %s: %w", path, err)
 	}
 	log.Info("daemon.json rolled back to last-known-good")
 	return nil
 }
 
-// saveLastKnownGood keeps the file as it is before a write. The other form
-// is removed first: after a crash in between there is no copy (Rollback
-// says so) rather than a stale one.
-func saveLastKnownGood(stateRoot string, st *planState) error {
-	dir := stateDir(stateRoot)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return err
+// cleanLitter removes the temp files of killed runs next to daemon.json.
+func cleanLitter(root *managedfile.Root, path string, log *logrus.Entry) {
+	removed, err := root.CleanTemp(filepath.Dir(path))
+	for _, p := range removed {
+		log.WithField("file", p).Info("removed a temp file an earlier, killed run left")
 	}
-	if _, err := os.Stat(filepath.Join(dir, lkgVerifiedFile)); err == nil {
-		return nil // keep the verified copy
+	if err != nil {
+		log.WithError(err).Warn("could not remove what an earlier, killed run left")
 	}
-	remove := func(name string) error {
-		if err := os.Remove(filepath.Join(dir, name)); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			return err
-		}
-		return nil
-	}
-	if st.existed {
-		if err := remove(lkgAbsentFile); err != nil {
-			return err
-		}
-		if err := agent.WriteFileAtomic(filepath.Join(dir, lkgFile), st.before, 0o600); err != nil {
-			return err
-		}
-	} else {
-		if err := remove(lkgFile); err != nil {
-			return err
-		}
-		if err := agent.WriteFileAtomic(filepath.Join(dir, lkgAbsentFile), []byte("no daemon.json before dockward wrote it\n"), 0o600); err != nil {
-			return err
-		}
-	}
-	owned, err := os.ReadFile(filepath.Join(dir, ownedFile))
-	switch {
-	case errors.Is(err, fs.ErrNotExist):
-		return remove(lkgOwnedFile)
-	case err != nil:
-		return err
-	}
-	return agent.WriteFileAtomic(filepath.Join(dir, lkgOwnedFile), owned, 0o600)
 }
 
-func restoreOwned(stateRoot string) error {
-	dir := stateDir(stateRoot)
-	prev, err := os.ReadFile(filepath.Join(dir, lkgOwnedFile))
-	if errors.Is(err, fs.ErrNotExist) {
-		if err := os.Remove(filepath.Join(dir, ownedFile)); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			return err
-		}
-		return nil
+// lastKnownGood is daemon.json's copy in the state directory, kept with
+// the owned-key record as it was (rollback restores both).
+func lastKnownGood(sd *managedfile.Root) *managedfile.LastKnownGood {
+	return &managedfile.LastKnownGood{
+		State:    sd,
+		Copy:     Kind.Type + "/" + lkgFile,
+		Absent:   Kind.Type + "/" + lkgAbsentFile,
+		Verified: Kind.Type + "/" + lkgVerifiedFile,
+		Limit:    fileLimit,
+		Along:    func() error { return saveOwnedCopy(sd) },
 	}
+}
+
+// saveOwnedCopy keeps owned.json as it is with the last-known-good copy.
+func saveOwnedCopy(sd *managedfile.Root) error {
+	f, err := sd.Read(Kind.Type+"/"+ownedFile, fileLimit)
 	if err != nil {
 		return err
 	}
-	return agent.WriteFileAtomic(filepath.Join(dir, ownedFile), prev, 0o600)
+	if !f.Exists {
+		return sd.Remove(Kind.Type + "/" + lkgOwnedFile)
+	}
+	return sd.WriteAtomic(Kind.Type+"/"+lkgOwnedFile, f.Data, managedfile.RootOwned(0o600))
+}
+
+func restoreOwned(sd *managedfile.Root) error {
+	prev, err := sd.Read(Kind.Type+"/"+lkgOwnedFile, fileLimit)
+	if err != nil {
+		return err
+	}
+	if !prev.Exists {
+		return sd.Remove(Kind.Type + "/" + ownedFile)
+	}
+	return sd.WriteAtomic(Kind.Type+"/"+ownedFile, prev.Data, managedfile.RootOwned(0o600))
 }
 
 // ownedRecord is owned.json: per daemon.json path (as configured), the keys
@@ -418,18 +403,29 @@ type ownedRecord struct {
 	Keys          map[string]json.RawMessage `json:"keys"`
 }
 
+// loadOwned reads the owned-key record of a state directory on the live
+// system (tests read it so).
 func loadOwned(stateRoot, path string) (map[string]json.RawMessage, error) {
-	p := filepath.Join(stateDir(stateRoot), ownedFile)
-	data, err := os.ReadFile(p)
+	return loadOwnedIn("", stateRoot, path)
+}
+
+// loadOwnedIn reads the owned-key record; no state directory, no record.
+func loadOwnedIn(root, stateRoot, path string) (map[string]json.RawMessage, error) {
+	sd, err := managedfile.OpenStateDir(root, stateRoot, false)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
 	}
 	if err != nil {
-		return nil, fmt.Errorf("read %s: %w", p, err)
+		return nil, err
+	}
+	defer sd.Close()
+	f, err := sd.Read(Kind.Type+"/"+ownedFile, fileLimit)
+	if err != nil || !f.Exists {
+		return nil, err
 	}
 	var rec ownedRecord
-	if err := json.Unmarshal(data, &rec); err != nil {
-		return nil, fmt.Errorf("read %s: %w", p, err)
+	if err := json.Unmarshal(f.Data, &rec); err != nil {
+		return nil, fmt.Errorf("read %s: %w", f.Path, err)
 	}
 	if rec.Path != path {
 		// Ownership is of keys in one file; another file's keys are not ours.
@@ -438,9 +434,8 @@ func loadOwned(stateRoot, path string) (map[string]json.RawMessage, error) {
 	return rec.Keys, nil
 }
 
-func saveOwned(stateRoot, path string, keys map[string]json.RawMessage) error {
-	dir := stateDir(stateRoot)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
+func saveOwned(sd *managedfile.Root, path string, keys map[string]json.RawMessage) error {
+	if err := sd.MkdirAll(Kind.Type, 0o700); err != nil {
 		return err
 	}
 	if keys == nil {
@@ -450,47 +445,5 @@ func saveOwned(stateRoot, path string, keys map[string]json.RawMessage) error {
 	if err != nil {
 		return err
 	}
-	return agent.WriteFileAtomic(filepath.Join(dir, ownedFile), append(data, '\n'), 0o600)
-}
-
-// wantMode is daemon.json's mode: dockerd reads it as root, and tools of
-// the docker group read it too; nobody but root writes it.
-const wantMode fs.FileMode = 0o644
-
-// permissionDrift reports a daemon.json whose mode is not 0644 or (when we
-// run as root and could fix it) whose owner is not root:root.
-func permissionDrift(path string, existed bool) (agent.Change, bool) {
-	if !existed {
-		return agent.Change{}, false
-	}
-	fi, err := os.Stat(path)
-	if err != nil {
-		return agent.Change{}, false
-	}
-	var old, want []string
-	if fi.Mode().Perm() != wantMode {
-		old = append(old, fmt.Sprintf("mode %04o", fi.Mode().Perm()))
-		want = append(want, fmt.Sprintf("mode %04o", wantMode))
-	}
-	if st, ok := fi.Sys().(*syscall.Stat_t); ok && os.Geteuid() == 0 && (st.Uid != 0 || st.Gid != 0) {
-		old = append(old, fmt.Sprintf("owner %d:%d", st.Uid, st.Gid))
-		want = append(want, "owner 0:0")
-	}
-	if len(old) == 0 {
-		return agent.Change{}, false
-	}
-	return agent.Change{Action: agent.Update, Target: "permissions", Old: strings.Join(old, ", "), New: strings.Join(want, ", "), Metadata: true}, true
-}
-
-// fixPermissions sets daemon.json's mode and owner in place.
-func fixPermissions(path string) error {
-	if err := os.Chmod(path, wantMode); err != nil {
-		return fmt.Errorf("chmod %s: %w", path, err)
-	}
-	if os.Geteuid() == 0 {
-		if err := os.Chown(path, 0, 0); err != nil {
-			return fmt.Errorf("chown %s: %w", path, err)
-		}
-	}
-	return nil
+	return sd.WriteAtomic(Kind.Type+"/"+ownedFile, append(data, '\n'), managedfile.RootOwned(0o600))
 }

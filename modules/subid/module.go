@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,6 +15,7 @@ import (
 	"time"
 
 	"github.com/dockward/dockward/agent"
+	"github.com/dockward/dockward/agent/managedfile"
 	"github.com/sirupsen/logrus"
 )
 
@@ -40,7 +40,9 @@ type Module struct {
 	UserAdd, UserDel string
 	// LockWait bounds the wait for a shadow-utils lock someone else holds.
 	LockWait time.Duration
-	// writeFile is agent.WriteFileAtomic; tests make it fail on purpose.
+	// writeFile, when set, replaces the atomic write of the range files
+	// (path as shown, under --root joined with it); tests make it fail on
+	// purpose.
 	writeFile func(path string, data []byte, perm os.FileMode) error
 
 	// applied is what this run's Apply changed, for Rollback.
@@ -55,7 +57,6 @@ func NewModule(b *Block) *Module {
 		UserAdd:    "useradd",
 		UserDel:    "userdel",
 		LockWait:   defaultLockWait,
-		writeFile:  agent.WriteFileAtomic,
 	}
 }
 
@@ -65,13 +66,21 @@ func (m *Module) ID() string { return Kind.Type + "." + m.want.User }
 // fileState is one range file as read, and what it should become.
 type fileState struct {
 	name    string // "/etc/subuid", as plan shows it
-	path    string // the real path (under --root)
-	lkg     string // its last-known-good copy in state_dir
+	path    string // the real path (under --root), as messages show it
 	data    []byte
 	existed bool
-	mode    os.FileMode
-	out     []byte // the new content; nil when unchanged
+	mode    os.FileMode // kept when the file exists, newMode when created
+	out     []byte      // the new content; nil when unchanged
 }
+
+// newMode is a created subuid/subgid's mode, whatever the umask: world-
+// readable, as shadow-utils makes them, since unprivileged tools (newuidmap,
+// rootless podman) read them. An existing file keeps its mode exactly: an
+// operator's 0640 is theirs.
+const newMode os.FileMode = 0o644
+
+// fileLimit caps what is read of subuid, subgid, passwd and group.
+const fileLimit = managedfile.DefaultLimit
 
 // state is what Plan computed and Apply acts on.
 type state struct {
@@ -98,13 +107,18 @@ func (m *Module) Plan(ctx context.Context, env *agent.Env) (*agent.Plan, error) 
 
 // compute reads the host and works out the changes.
 func (m *Module) compute(env *agent.Env) (*state, []agent.Change, error) {
+	root, err := managedfile.Open(env.Root)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer root.Close()
 	name := m.want.User
-	passwd, err := readOptional(env.Path(passwdPath))
+	passwd, err := readInput(root, passwdPath)
 	if err != nil {
 		return nil, nil, err
 	}
 	uid, userExists := lookupUID(passwd, name)
-	group, err := readOptional(env.Path(groupPath))
+	group, err := readInput(root, groupPath)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -113,7 +127,7 @@ func (m *Module) compute(env *agent.Env) (*state, []agent.Change, error) {
 	owner := Owner{Name: name, UID: uid}
 	var as [2]Assessment
 	for i, n := range []string{subuidPath, subgidPath} {
-		fl, err := readFileState(env, n, name)
+		fl, err := readFileState(root, n)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -221,11 +235,17 @@ func (m *Module) Apply(ctx context.Context, env *agent.Env, plan *agent.Plan) (e
 		return nil
 	}
 	log := logger(env).WithField("module", m.ID())
-	unlock, err := m.lockBoth(ctx, env)
+	root, err := managedfile.Open(env.Root)
+	if err != nil {
+		return err
+	}
+	defer root.Close()
+	unlock, err := m.lockBoth(ctx, root)
 	if err != nil {
 		return err
 	}
 	defer func() { err = errors.Join(err, unlock()) }()
+	m.cleanLitter(root, log)
 
 	st, changes, err := m.compute(env)
 	if err != nil {
@@ -246,14 +266,14 @@ func (m *Module) Apply(ctx context.Context, env *agent.Env, plan *agent.Plan) (e
 	}
 	for i, fl := range changed {
 		log.WithField("target", fl.name).Info("writing subordinate ID ranges")
-		if err := m.writeFile(fl.path, fl.out, fl.mode); err != nil {
-			return m.undo(changed[:i], err)
+		if err := m.write(root, fl, fl.out); err != nil {
+			return m.undo(root, changed[:i], err)
 		}
 	}
 	if st.addUser {
 		log.WithField("target", "user "+m.want.User).Info("creating system user")
-		if err := m.useradd(ctx, env, st.groupExists); err != nil {
-			return m.undo(changed, err)
+		if err := m.useradd(ctx, env, root, st.groupExists); err != nil {
+			return m.undo(root, changed, err)
 		}
 	}
 	m.applied = &applied{files: changed, createdUser: st.addUser}
@@ -264,7 +284,7 @@ func (m *Module) Apply(ctx context.Context, env *agent.Env, plan *agent.Plan) (e
 // result is a plain error, not an agent.RolledBackError: the host is as it
 // was before Apply (all or nothing), so the engine withdraws the restart it
 // recorded as owed, which it does for failed modules only.
-func (m *Module) undo(written []*fileState, cause error) error {
+func (m *Module) undo(root *managedfile.Root, written []*fileState, cause error) error {
 	if len(written) == 0 {
 		return cause
 	}
@@ -272,7 +292,7 @@ func (m *Module) undo(written []*fileState, cause error) error {
 	for i, fl := range written {
 		names[i] = fl.path
 	}
-	if err := m.restore(written); err != nil {
+	if err := m.restore(root, written); err != nil {
 		return fmt.Errorf("%w; putting back %s failed too: %w", cause, strings.Join(names, " and "), err)
 	}
 	was := " as it was"
@@ -283,26 +303,35 @@ func (m *Module) undo(written []*fileState, cause error) error {
 }
 
 // restore writes back original bytes (or removes a file that did not exist).
-func (m *Module) restore(files []*fileState) error {
+func (m *Module) restore(root *managedfile.Root, files []*fileState) error {
 	var errs []error
 	for _, fl := range slices.Backward(files) {
 		if !fl.existed {
-			if err := os.Remove(fl.path); err != nil && !errors.Is(err, fs.ErrNotExist) {
-				errs = append(errs, fmt.Errorf("remove %s: %w", fl.path, err))
+			if err := root.Remove(fl.name); err != nil {
+				errs = append(errs, err)
 			}
 			continue
 		}
-		if err := m.writeFile(fl.path, fl.data, fl.mode); err != nil {
+		if err := m.write(root, fl, fl.data); err != nil {
 			errs = append(errs, err)
 		}
 	}
 	return errors.Join(errs...)
 }
 
+// write replaces a range file atomically, root:root with its mode.
+func (m *Module) write(root *managedfile.Root, fl *fileState, data []byte) error {
+	if m.writeFile != nil {
+		return m.writeFile(fl.path, data, fl.mode)
+	}
+	return root.WriteAtomic(fl.name, data, managedfile.RootOwned(fl.mode))
+}
+
 // Rollback implements agent.Rollbacker: it undoes this run's Apply. The
 // user goes first and the files second, the reverse of Apply, so that at no
 // point a user exists without ranges; if userdel fails the files stay.
-// The files come back from their last-known-good copies in state_dir.
+// The files come back from their last-known-good copies in state_dir (the
+// verified ones, when a run in which nothing failed committed them).
 func (m *Module) Rollback(ctx context.Context, env *agent.Env) (err error) {
 	a := m.applied
 	if a == nil {
@@ -318,7 +347,17 @@ func (m *Module) Rollback(ctx context.Context, env *agent.Env) (err error) {
 		m.applied = nil
 		return nil
 	}
-	unlock, err := m.lockBoth(ctx, env)
+	root, err := managedfile.Open(env.Root)
+	if err != nil {
+		return err
+	}
+	defer root.Close()
+	sd, err := managedfile.OpenStateDir(env.Root, env.StateDir, false)
+	if err != nil {
+		return fmt.Errorf("roll back %s: %w", m.ID(), err)
+	}
+	defer sd.Close()
+	unlock, err := m.lockBoth(ctx, root)
 	if err != nil {
 		return err
 	}
@@ -326,34 +365,96 @@ func (m *Module) Rollback(ctx context.Context, env *agent.Env) (err error) {
 	restored := make([]*fileState, 0, len(a.files))
 	for _, fl := range a.files {
 		r := *fl
-		if fl.existed {
-			b, err := os.ReadFile(fl.lkg)
-			if err != nil {
-				return fmt.Errorf("roll back %s: read last-known-good copy: %w", fl.path, err)
-			}
-			r.data = b
+		data, existed, err := m.lastKnownGood(sd, fl.name).Restore()
+		if err != nil {
+			return fmt.Errorf("roll back %s: read last-known-good copy: %w", fl.path, err)
 		}
+		r.data, r.existed = data, existed
 		restored = append(restored, &r)
 	}
-	if err := m.restore(restored); err != nil {
+	if err := m.restore(root, restored); err != nil {
 		return fmt.Errorf("roll back %s: %w", m.ID(), err)
 	}
 	m.applied = nil
 	return nil
 }
 
+var (
+	_ agent.Rollbacker = (*Module)(nil)
+	_ agent.Committer  = (*Module)(nil)
+)
+
+// Commit implements agent.Committer: after a run in which nothing failed,
+// subuid and subgid as they are become the verified last-known-good copies
+// (as daemon.json's do), so that a later rollback goes back to ranges the
+// host was known to run with. It also cleans what a killed run left: stale
+// shadow-utils locks of dead processes and temp files of atomic writes;
+// Commit runs after every successful apply, also one with nothing to do.
+func (m *Module) Commit(ctx context.Context, env *agent.Env) error {
+	log := logger(env).WithField("module", m.ID())
+	root, err := managedfile.Open(env.Root)
+	if err != nil {
+		return err
+	}
+	defer root.Close()
+	m.cleanLitter(root, log)
+	sd, err := managedfile.OpenStateDir(env.Root, env.StateDir, true)
+	if err != nil {
+		return err
+	}
+	defer sd.Close()
+	var errs []error
+	for _, name := range []string{subuidPath, subgidPath} {
+		cur, err := root.Read(name, fileLimit)
+		if err == nil {
+			err = m.lastKnownGood(sd, name).Commit(cur)
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("commit %s: %w", root.Path(name), err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// cleanLitter removes what an earlier, killed run left: the shadow-utils
+// locks of subuid and subgid whose process is gone (a reused PID would make
+// them block shadow-utils), the FILE.PID files of the lock protocol, and the
+// temp files of atomic writes in /etc. Stale locks are taken and released
+// by the lock protocol itself, as shadow-utils would, so that a lock someone
+// takes meanwhile is never removed.
+func (m *Module) cleanLitter(root *managedfile.Root, log *logrus.Entry) {
+	for _, name := range []string{subuidPath, subgidPath} {
+		if err := cleanStaleLock(root, name); err != nil {
+			log.WithError(err).Warn("could not remove a stale lock")
+		}
+	}
+	removed, err := root.CleanTemp(filepath.Dir(subuidPath))
+	for _, p := range removed {
+		log.WithField("file", p).Info("removed a temp file an earlier, killed run left")
+	}
+	if err != nil {
+		log.WithError(err).Warn("could not remove what an earlier, killed run left")
+	}
+}
+
+// lastKnownGood is a range file's copy in state_dir/subordinate_ids/USER.
+func (m *Module) lastKnownGood(sd *managedfile.Root, name string) *managedfile.LastKnownGood {
+	base := Kind.Type + "/" + m.want.User + "/" + filepath.Base(name)
+	return &managedfile.LastKnownGood{State: sd, Copy: base, Absent: base + ".absent", Verified: base + ".verified", Limit: fileLimit}
+}
+
 // lockBoth takes subuid's lock, then subgid's; the returned func releases
 // them in reverse order.
-func (m *Module) lockBoth(ctx context.Context, env *agent.Env) (func() error, error) {
+func (m *Module) lockBoth(ctx context.Context, root *managedfile.Root) (func() error, error) {
 	wait := m.LockWait
 	if wait <= 0 {
 		wait = defaultLockWait
 	}
-	lu, err := lockFile(ctx, env.Path(subuidPath), wait)
+	lu, err := lockFileIn(ctx, root, subuidPath, wait)
 	if err != nil {
 		return nil, err
 	}
-	lg, err := lockFile(ctx, env.Path(subgidPath), wait)
+	lg, err := lockFileIn(ctx, root, subgidPath, wait)
 	if err != nil {
 		return nil, errors.Join(err, lu.unlock())
 	}
@@ -361,27 +462,27 @@ func (m *Module) lockBoth(ctx context.Context, env *agent.Env) (func() error, er
 }
 
 // saveLastKnownGood copies the originals of the files about to change to
-// state_dir/subordinate_ids/USER/{subuid,subgid}, before anything changes.
+// state_dir/subordinate_ids/USER/{subuid,subgid}, before anything changes,
+// unless verified copies are kept.
 func (m *Module) saveLastKnownGood(env *agent.Env, files []*fileState) error {
+	if len(files) == 0 {
+		return nil
+	}
+	sd, err := managedfile.OpenStateDir(env.Root, env.StateDir, true)
+	if err != nil {
+		return fmt.Errorf("keep last-known-good copies: %w", err)
+	}
+	defer sd.Close()
 	for _, fl := range files {
-		if err := os.MkdirAll(filepath.Dir(fl.lkg), 0o700); err != nil {
-			return fmt.Errorf("keep last-known-good copy of %s: %w", fl.path, err)
-		}
-		if !fl.existed {
-			// No previous file: a stale copy must not be restored later.
-			if err := os.Remove(fl.lkg); err != nil && !errors.Is(err, fs.ErrNotExist) {
-				return fmt.Errorf("keep last-known-good copy of %s: %w", fl.path, err)
-			}
-			continue
-		}
-		if err := m.writeFile(fl.lkg, fl.data, 0o600); err != nil {
+		cur := &managedfile.File{Path: fl.path, Data: fl.data, Exists: fl.existed, Mode: fl.mode}
+		if _, err := m.lastKnownGood(sd, fl.name).Save(cur); err != nil {
 			return fmt.Errorf("keep last-known-good copy of %s: %w", fl.path, err)
 		}
 	}
 	return nil
 }
 
-func (m *Module) useradd(ctx context.Context, env *agent.Env, groupExists bool) error {
+func (m *Module) useradd(ctx context.Context, env *agent.Env, root *managedfile.Root, groupExists bool) error {
 	name := m.want.User
 	args := []string{"--system", "--no-create-home", "--shell", "/usr/sbin/nologin"}
 	if groupExists {
@@ -393,12 +494,12 @@ func (m *Module) useradd(ctx context.Context, env *agent.Env, groupExists bool) 
 		return err
 	}
 	// Trust the file, not the exit status: the next Plan reads it too.
-	passwd, err := readOptional(env.Path(passwdPath))
+	passwd, err := readInput(root, passwdPath)
 	if err != nil {
 		return err
 	}
 	if _, ok := lookupUID(passwd, name); !ok {
-		return fmt.Errorf("%s %s exited 0 but %s has no user %s", m.UserAdd, name, env.Path(passwdPath), name)
+		return fmt.Errorf("%s %s exited 0 but %s has no user %s", m.UserAdd, name, root.Path(passwdPath), name)
 	}
 	return nil
 }
@@ -430,31 +531,28 @@ func (m *Module) run(ctx context.Context, env *agent.Env, cmd string, args []str
 	return nil
 }
 
-func readFileState(env *agent.Env, name, user string) (*fileState, error) {
-	base := filepath.Base(name)
-	st := &fileState{name: name, path: env.Path(name), mode: 0o644,
-		lkg: filepath.Join(env.StateDir, Kind.Type, user, base)}
-	b, err := os.ReadFile(st.path)
-	switch {
-	case errors.Is(err, fs.ErrNotExist):
-		return st, nil
-	case err != nil:
-		return nil, fmt.Errorf("read %s: %w", st.path, err)
-	}
-	fi, err := os.Stat(st.path)
+// readFileState reads a range file: a link or anything but a regular file
+// is refused, as daemon.json's are (managedfile.Root.Read).
+func readFileState(root *managedfile.Root, name string) (*fileState, error) {
+	f, err := root.Read(name, fileLimit)
 	if err != nil {
-		return nil, fmt.Errorf("read %s: %w", st.path, err)
+		return nil, err
 	}
-	st.data, st.existed, st.mode = b, true, fi.Mode().Perm()
+	st := &fileState{name: name, path: f.Path, mode: newMode, data: f.Data, existed: f.Exists}
+	if f.Exists {
+		st.mode = f.Mode
+	}
 	return st, nil
 }
 
-func readOptional(path string) ([]byte, error) {
-	b, err := os.ReadFile(path)
-	if err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return nil, fmt.Errorf("read %s: %w", path, err)
+// readInput reads passwd or group, which dockward only reads: regular
+// files, capped, a link followed (inside --root).
+func readInput(root *managedfile.Root, name string) ([]byte, error) {
+	f, err := root.ReadInput(name, fileLimit)
+	if err != nil {
+		return nil, err
 	}
-	return b, nil
+	return f.Data, nil
 }
 
 // lookupUID finds name in passwd-format data and returns its UID, read

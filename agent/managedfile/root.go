@@ -1,0 +1,290 @@
+// Package managedfile is the one layer through which dockward reads and
+// writes the files it owns on the host (daemon.json, subuid, subgid, ...) and
+// its own state directory: paths resolved inside --root, reads that refuse
+// links and special files and cap what they read, writes that are atomic and
+// get a fixed mode and owner whatever the umask, mode/owner drift, the
+// last-known-good copies that rollback restores, and the cleanup of what a
+// killed run left behind. docs/managed-files.md describes it for module
+// authors.
+//
+// Paths are always host paths ("/etc/subuid"). A Root maps them onto the
+// live system or, under --root DIR, into DIR through an os.Root, so that no
+// path, ".." or symbolic link resolves outside DIR.
+package managedfile
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+)
+
+// Root is where host paths resolve: the live system, or --root DIR.
+type Root struct {
+	dir string   // "" for the live system; else the absolute --root or state directory
+	r   *os.Root // nil for the live system
+}
+
+// Open returns the Root for --root dir ("" is the live system). Close it.
+func Open(dir string) (*Root, error) {
+	if dir == "" {
+		return &Root{}, nil
+	}
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return nil, err
+	}
+	r, err := os.OpenRoot(abs)
+	if err != nil {
+		return nil, fmt.Errorf("open --root %s: %w", dir, err)
+	}
+	return &Root{dir: abs, r: r}, nil
+}
+
+// Close releases the directory a Root holds open.
+func (r *Root) Close() error {
+	if r == nil || r.r == nil {
+		return nil
+	}
+	return r.r.Close()
+}
+
+// Live reports whether r is the live system.
+func (r *Root) Live() bool { return r.r == nil }
+
+// Join maps a host path under --root dir as the command line shows it: the
+// path is cleaned as an absolute path first, so "/../../x" is "/x", as it is
+// for a process chrooted into dir. It only joins strings; opening through a
+// Root is what keeps links from leading out of dir.
+func Join(dir, name string) string {
+	name = filepath.Clean("/" + name)
+	if dir == "" {
+		return name
+	}
+	return filepath.Join(dir, name)
+}
+
+// Path is the path to show in messages for a host path name.
+func (r *Root) Path(name string) string { return Join(r.dir, name) }
+
+// rel is name relative to the os.Root, or the absolute path on the live system.
+func (r *Root) rel(name string) string {
+	c := filepath.Clean("/" + name)
+	if r.r == nil {
+		return c
+	}
+	if c == "/" {
+		return "."
+	}
+	return c[1:]
+}
+
+func (r *Root) lstat(name string) (fs.FileInfo, error) {
+	if r.r == nil {
+		return os.Lstat(r.rel(name))
+	}
+	return r.r.Lstat(r.rel(name))
+}
+
+func (r *Root) openFile(name string, flag int, perm fs.FileMode) (*os.File, error) {
+	if r.r == nil {
+		return os.OpenFile(r.rel(name), flag, perm)
+	}
+	return r.r.OpenFile(r.rel(name), flag, perm)
+}
+
+func (r *Root) rename(from, to string) error {
+	if r.r == nil {
+		return os.Rename(r.rel(from), r.rel(to))
+	}
+	return r.r.Rename(r.rel(from), r.rel(to))
+}
+
+func (r *Root) remove(name string) error {
+	if r.r == nil {
+		return os.Remove(r.rel(name))
+	}
+	return r.r.Remove(r.rel(name))
+}
+
+func (r *Root) mkdir(name string, perm fs.FileMode) error {
+	if r.r == nil {
+		return os.Mkdir(r.rel(name), perm)
+	}
+	return r.r.Mkdir(r.rel(name), perm)
+}
+
+// Link makes newname a hard link to oldname (shadow-utils' lock protocol).
+func (r *Root) Link(oldname, newname string) error {
+	if r.r == nil {
+		return os.Link(r.rel(oldname), r.rel(newname))
+	}
+	return r.r.Link(r.rel(oldname), r.rel(newname))
+}
+
+// Lstat describes name without following a final link.
+func (r *Root) Lstat(name string) (fs.FileInfo, error) { return r.lstat(name) }
+
+// Exists reports whether name exists (as anything, a link included).
+func (r *Root) Exists(name string) (bool, error) {
+	_, err := r.lstat(name)
+	if errors.Is(err, fs.ErrNotExist) {
+		return false, nil
+	}
+	return err == nil, err
+}
+
+// Remove removes name; a missing name is no error.
+func (r *Root) Remove(name string) error {
+	err := r.remove(name)
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("remove %s: %w", r.Path(name), err)
+	}
+	return nil
+}
+
+// OpenFile opens name with the given flags, never following a final link
+// (O_NOFOLLOW: a link there is an error, ELOOP), for callers with their own
+// protocol on a file (the shadow-utils lock files).
+func (r *Root) OpenFile(name string, flag int, perm fs.FileMode) (*os.File, error) {
+	return r.openNoFollow(name, flag, perm)
+}
+
+// openNoFollow opens name and makes sure that what it opened is the file
+// at name itself, not what a link there points to: os.Root resolves links
+// inside the root even with O_NOFOLLOW, so the check is done here, before
+// (Lstat) and after (the opened file's device and inode against Lstat's).
+func (r *Root) openNoFollow(name string, flag int, perm fs.FileMode) (*os.File, error) {
+	if fi, err := r.lstat(name); err == nil && fi.Mode()&fs.ModeSymlink != 0 {
+		return nil, &LinkError{Path: r.Path(name), Target: r.readlink(name)}
+	}
+	f, err := r.openFile(name, flag|syscall.O_NOFOLLOW|syscall.O_CLOEXEC, perm)
+	if err != nil {
+		return nil, refineLinkErr(r, name, err)
+	}
+	ofi, err := f.Stat()
+	if err == nil {
+		var lfi fs.FileInfo
+		if lfi, err = r.lstat(name); err == nil && !os.SameFile(ofi, lfi) {
+			err = fmt.Errorf("%s changed while it was opened (a link or another file put in its place)", r.Path(name))
+		}
+	}
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	return f, nil
+}
+
+// MkdirAll creates name and its missing parents with mode perm, set by
+// chmod so that the umask does not decide it. An existing component that is
+// a link to a directory is followed on the live system (an operator's
+// /etc/docker -> /srv/docker layout is theirs) and, under --root, only
+// while it stays inside the root.
+func (r *Root) MkdirAll(name string, perm fs.FileMode) error {
+	c := filepath.Clean("/" + name)
+	if c == "/" {
+		return nil
+	}
+	if fi, err := r.stat(c); err == nil {
+		if !fi.IsDir() {
+			return fmt.Errorf("mkdir %s: not a directory", r.Path(c))
+		}
+		return nil
+	}
+	if err := r.MkdirAll(filepath.Dir(c), perm); err != nil {
+		return err
+	}
+	if err := r.mkdir(c, perm); err != nil {
+		if errors.Is(err, fs.ErrExist) {
+			return nil
+		}
+		return fmt.Errorf("mkdir %s: %w", r.Path(c), err)
+	}
+	if err := r.chmod(c, perm); err != nil {
+		return fmt.Errorf("mkdir %s: %w", r.Path(c), err)
+	}
+	return nil
+}
+
+func (r *Root) stat(name string) (fs.FileInfo, error) {
+	if r.r == nil {
+		return os.Stat(r.rel(name))
+	}
+	return r.r.Stat(r.rel(name))
+}
+
+func (r *Root) chmod(name string, perm fs.FileMode) error {
+	if r.r == nil {
+		return os.Chmod(r.rel(name), perm)
+	}
+	return r.r.Chmod(r.rel(name), perm)
+}
+
+// SyncDir fsyncs the directory name so that a rename or removal inside it
+// is durable.
+func (r *Root) SyncDir(name string) error {
+	d, err := r.openFile(name, os.O_RDONLY|syscall.O_DIRECTORY|syscall.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("fsync %s: %w", r.Path(name), err)
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("fsync %s: %w", r.Path(name), err)
+	}
+	return nil
+}
+
+// ReadDir lists the directory name.
+func (r *Root) ReadDir(name string) ([]fs.DirEntry, error) {
+	d, err := r.openFile(name, os.O_RDONLY|syscall.O_DIRECTORY|syscall.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, err
+	}
+	defer d.Close()
+	return d.ReadDir(-1)
+}
+
+// refineLinkErr turns the ELOOP of O_NOFOLLOW on a link into a LinkError.
+func refineLinkErr(r *Root, name string, err error) error {
+	fi, lerr := r.lstat(name)
+	if lerr == nil && fi.Mode()&fs.ModeSymlink != 0 {
+		return &LinkError{Path: r.Path(name), Target: r.readlink(name)}
+	}
+	return err
+}
+
+func (r *Root) readlink(name string) string {
+	var t string
+	var err error
+	if r.r == nil {
+		t, err = os.Readlink(r.rel(name))
+	} else {
+		t, err = r.r.Readlink(r.rel(name))
+	}
+	if err != nil {
+		return "?"
+	}
+	return t
+}
+
+// LinkError is a managed file that is a symbolic link. dockward refuses
+// it on the live system and under --root alike: its atomic write renames a
+// new file over the path, which would replace the link by a file and leave
+// the link's target stale, and under --root the target may lie outside.
+type LinkError struct {
+	Path   string
+	Target string
+}
+
+func (e *LinkError) Error() string {
+	return fmt.Sprintf("%s: it is a symbolic link to %s; dockward manages the file itself, not a link (replace the link by the file, or set the path to it)", e.Path, e.Target)
+}
+
+// isOutside reports an os.Root error for a path leaving the root.
+func isOutside(err error) bool {
+	return err != nil && strings.Contains(err.Error(), "path escapes from parent")
+}
