@@ -18,10 +18,7 @@ import (
 // nil EvalContext: the configuration has no variables or functions, so a
 // reference anywhere but restart_on is an error at its range.
 
-func errAt(rng hcl.Range, summary, detail string) *hcl.Diagnostic {
-	r := rng
-	return &hcl.Diagnostic{Severity: hcl.DiagError, Summary: summary, Detail: detail, Subject: &r}
-}
+var errAt = ErrAt
 
 // Value evaluates an attribute expression without variables.
 func Value(attr *hcl.Attribute) (cty.Value, hcl.Diagnostics) {

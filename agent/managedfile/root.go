@@ -86,35 +86,37 @@ func (r *Root) lstat(name string) (fs.FileInfo, error) {
 	if r.r == nil {
 		return os.Lstat(r.rel(name))
 	}
-	return r.r.Lstat(r.rel(name))
+	fi, err := r.r.Lstat(r.rel(name))
+	return fi, r.outside(err)
 }
 
 func (r *Root) openFile(name string, flag int, perm fs.FileMode) (*os.File, error) {
 	if r.r == nil {
 		return os.OpenFile(r.rel(name), flag, perm)
 	}
-	return r.r.OpenFile(r.rel(name), flag, perm)
+	f, err := r.r.OpenFile(r.rel(name), flag, perm)
+	return f, r.outside(err)
 }
 
 func (r *Root) rename(from, to string) error {
 	if r.r == nil {
 		return os.Rename(r.rel(from), r.rel(to))
 	}
-	return r.r.Rename(r.rel(from), r.rel(to))
+	return r.outside(r.r.Rename(r.rel(from), r.rel(to)))
 }
 
 func (r *Root) remove(name string) error {
 	if r.r == nil {
 		return os.Remove(r.rel(name))
 	}
-	return r.r.Remove(r.rel(name))
+	return r.outside(r.r.Remove(r.rel(name)))
 }
 
 func (r *Root) mkdir(name string, perm fs.FileMode) error {
 	if r.r == nil {
 		return os.Mkdir(r.rel(name), perm)
 	}
-	return r.r.Mkdir(r.rel(name), perm)
+	return r.outside(r.r.Mkdir(r.rel(name), perm))
 }
 
 // Link makes newname a hard link to oldname (shadow-utils' lock protocol).
@@ -122,7 +124,7 @@ func (r *Root) Link(oldname, newname string) error {
 	if r.r == nil {
 		return os.Link(r.rel(oldname), r.rel(newname))
 	}
-	return r.r.Link(r.rel(oldname), r.rel(newname))
+	return r.outside(r.r.Link(r.rel(oldname), r.rel(newname)))
 }
 
 // Lstat describes name without following a final link.
@@ -214,14 +216,15 @@ func (r *Root) stat(name string) (fs.FileInfo, error) {
 	if r.r == nil {
 		return os.Stat(r.rel(name))
 	}
-	return r.r.Stat(r.rel(name))
+	fi, err := r.r.Stat(r.rel(name))
+	return fi, r.outside(err)
 }
 
 func (r *Root) chmod(name string, perm fs.FileMode) error {
 	if r.r == nil {
 		return os.Chmod(r.rel(name), perm)
 	}
-	return r.r.Chmod(r.rel(name), perm)
+	return r.outside(r.r.Chmod(r.rel(name), perm))
 }
 
 // SyncDir fsyncs the directory name so that a rename or removal inside it
@@ -284,7 +287,20 @@ func (e *LinkError) Error() string {
 	return fmt.Sprintf("%s: it is a symbolic link to %s; dockward manages the file itself, not a link (replace the link by the file, or set the path to it)", e.Path, e.Target)
 }
 
-// isOutside reports an os.Root error for a path leaving the root.
+// isOutside reports an os.Root error for a path leaving the root (os
+// does not export it).
 func isOutside(err error) bool {
 	return err != nil && strings.Contains(err.Error(), "path escapes from parent")
+}
+
+// ErrOutside is a path that would resolve outside the root: a ".." or a
+// link (absolute, or climbing out) in it.
+var ErrOutside = errors.New("a link or \"..\" in the path leads outside the root")
+
+// outside says so for os.Root's terse error.
+func (r *Root) outside(err error) error {
+	if isOutside(err) {
+		return fmt.Errorf("%w %s; refusing to follow it", ErrOutside, r.dir)
+	}
+	return err
 }

@@ -58,7 +58,7 @@ func OpenStateDir(root, dir string, create bool) (*Root, error) {
 		fi, err = base.lstat(name)
 	}
 	if err != nil {
-		if isOutside(err) {
+		if errors.Is(err, ErrOutside) {
 			return nil, &StateDirError{Path: dir, Why: "a link in its path leads outside --root " + root}
 		}
 		return nil, fmt.Errorf("state directory %s: %w", dir, err)

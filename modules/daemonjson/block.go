@@ -432,7 +432,4 @@ func numberText(f *big.Float) string {
 	return f.Text('g', -1)
 }
 
-func errAt(rng hcl.Range, summary, detail string) *hcl.Diagnostic {
-	r := rng
-	return &hcl.Diagnostic{Severity: hcl.DiagError, Summary: summary, Detail: detail, Subject: &r}
-}
+var errAt = config.ErrAt

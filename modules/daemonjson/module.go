@@ -82,13 +82,6 @@ func (e *FileError) Error() string {
 
 func (e *FileError) Unwrap() error { return e.Err }
 
-func logOf(env *agent.Env) *logrus.Entry {
-	if env.Log != nil {
-		return env.Log.WithField("module", Kind.Type)
-	}
-	return logrus.NewEntry(logrus.StandardLogger()).WithField("module", Kind.Type)
-}
-
 // fileLimit caps daemon.json as read: real ones are a few KB.
 const fileLimit = managedfile.DefaultLimit
 
@@ -107,7 +100,7 @@ func (m *Module) readTarget(root *managedfile.Root) (*managedfile.File, error) {
 // flags docker.service gives dockerd. It does not run dockerd --validate,
 // which has side effects (see validate.go); Apply does.
 func (m *Module) Plan(ctx context.Context, env *agent.Env) (*agent.Plan, error) {
-	log := logOf(env)
+	log := env.Logger()
 	root, err := managedfile.Open(env.Root)
 	if err != nil {
 		return nil, err
@@ -217,7 +210,7 @@ func (m *Module) Apply(ctx context.Context, env *agent.Env, plan *agent.Plan) er
 	if !ok {
 		return fmt.Errorf("apply %s: plan has no docker_daemon state", m.cfg.Path)
 	}
-	log := logOf(env).WithField("target", m.cfg.Path)
+	log := env.Logger().WithField("target", m.cfg.Path)
 	root, err := managedfile.Open(env.Root)
 	if err != nil {
 		return err
@@ -292,7 +285,7 @@ func (m *Module) Commit(ctx context.Context, env *agent.Env) error {
 		return err
 	}
 	defer root.Close()
-	cleanLitter(root, m.cfg.Path, logOf(env))
+	cleanLitter(root, m.cfg.Path, env.Logger())
 	cur, err := m.readTarget(root)
 	if err != nil {
 		return err
@@ -312,7 +305,7 @@ func (m *Module) Commit(ctx context.Context, env *agent.Env) error {
 // before the last write (removing it if there was none) and the owned-key
 // record with it.
 func (m *Module) Rollback(ctx context.Context, env *agent.Env) error {
-	log := logOf(env).WithField("target", m.cfg.Path)
+	log := env.Logger().WithField("target", m.cfg.Path)
 	root, err := managedfile.Open(env.Root)
 	if err != nil {
 		return err

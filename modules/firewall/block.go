@@ -100,10 +100,7 @@ var reservedTables = []string{"filter", "nat", "mangle", "raw", "security"}
 // Kind is the firewall block kind.
 var Kind = config.Kind{Type: "firewall", Decode: decode}
 
-func errAt(rng hcl.Range, summary, detail string) *hcl.Diagnostic {
-	r := rng
-	return &hcl.Diagnostic{Severity: hcl.DiagError, Summary: summary, Detail: detail, Subject: &r}
-}
+var errAt = config.ErrAt
 
 func decode(hb *hcl.Block) (config.Block, hcl.Diagnostics) {
 	b := &Block{Table: DefaultTable, Range: hb.DefRange}

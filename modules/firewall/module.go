@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"maps"
 
 	"github.com/dockward/dockward/agent"
@@ -91,7 +90,7 @@ func (m *Module) Plan(ctx context.Context, env *agent.Env) (*agent.Plan, error) 
 	for _, n := range r.absent {
 		// Warn, not fail: compose creates its networks when the project
 		// comes up, maybe long after the host was provisioned.
-		logger(env).WithField("target", "docker network "+n.Name).
+		env.Logger().WithField("target", "docker network "+n.Name).
 			Warnf("docker network %q (declared at %s) does not exist; create it, or set create = true. Until it exists it has no rules; the other networks' rules are in force, and its own go in when Docker creates it", n.Name, n.Range)
 	}
 	return &agent.Plan{Changes: changes, State: &planState{create: r.create}, Pending: pendingOf(r.absent)}, nil
@@ -105,7 +104,7 @@ func (m *Module) Apply(ctx context.Context, env *agent.Env, plan *agent.Plan) er
 	if plan.Empty() {
 		return nil
 	}
-	log := logger(env)
+	log := env.Logger()
 	var errs []error
 	created := map[*Network]bool{}
 	if st, ok := plan.State.(*planState); ok {
@@ -215,7 +214,7 @@ func (m *Module) resolve(ctx context.Context, env *agent.Env) (*resolution, erro
 		if n.Internal && !dn.Internal {
 			// Docker cannot change that on an existing network; the table
 			// enforces it regardless.
-			logger(env).WithField("target", "docker network "+n.Name).
+			env.Logger().WithField("target", "docker network "+n.Name).
 				Warn("network is declared internal but Docker's network is not; the firewall enforces internal anyway")
 		}
 		r.bridges[n.Name] = br
@@ -258,13 +257,4 @@ func (m *Module) dockerAPI() (Docker, error) {
 		m.docker = d
 	}
 	return m.docker, nil
-}
-
-func logger(env *agent.Env) *logrus.Entry {
-	if env != nil && env.Log != nil {
-		return env.Log.WithField("module", "firewall")
-	}
-	l := logrus.New()
-	l.SetOutput(io.Discard)
-	return logrus.NewEntry(l)
 }

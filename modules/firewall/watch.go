@@ -32,7 +32,7 @@ func (m *Module) Watch(ctx context.Context, env *agent.Env, emit func(reason str
 	if env.Offline() {
 		return agent.ErrOffline
 	}
-	log := logger(env)
+	log := env.Logger().WithField("module", "firewall")
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var wg sync.WaitGroup

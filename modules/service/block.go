@@ -170,9 +170,7 @@ func oneOf(attr *hcl.Attribute, allowed ...string) (string, hcl.Diagnostics) {
 		fmt.Sprintf("%s must be %s, not %q.", attr.Name, strings.Join(quoted, " or "), s))}
 }
 
-func errAt(rng hcl.Range, summary, detail string) *hcl.Diagnostic {
-	return &hcl.Diagnostic{Severity: hcl.DiagError, Summary: summary, Detail: detail, Subject: rng.Ptr()}
-}
+var errAt = config.ErrAt
 
 // unitSuffixes are the unit types systemd knows (systemd.unit(5)).
 var unitSuffixes = []string{"service", "socket", "target", "device", "mount", "automount", "swap", "timer", "path", "slice", "scope"}

@@ -45,15 +45,9 @@ var schema = &hcl.BodySchema{Attributes: []hcl.AttributeSchema{
 // Kind is the subordinate_ids block: subordinate_ids "USER" { count, start, create_user }.
 var Kind = config.Kind{Type: "subordinate_ids", Labels: []string{"user"}, Decode: decode}
 
-func errAt(rng hcl.Range, summary, detail string) *hcl.Diagnostic {
-	r := rng
-	return &hcl.Diagnostic{Severity: hcl.DiagError, Summary: summary, Detail: detail, Subject: &r}
-}
+var errAt = config.ErrAt
 
-func warnAt(rng hcl.Range, summary, detail string) *hcl.Diagnostic {
-	r := rng
-	return &hcl.Diagnostic{Severity: hcl.DiagWarning, Summary: summary, Detail: detail, Subject: &r}
-}
+var warnAt = config.WarnAt
 
 func decode(b *hcl.Block) (config.Block, hcl.Diagnostics) {
 	out := &Block{Count: DefaultCount, CreateUser: true, Range: b.DefRange}

@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -234,7 +233,7 @@ func (m *Module) Apply(ctx context.Context, env *agent.Env, plan *agent.Plan) (e
 	if plan.Empty() {
 		return nil
 	}
-	log := logger(env).WithField("module", m.ID())
+	log := env.Logger().WithField("module", m.ID())
 	root, err := managedfile.Open(env.Root)
 	if err != nil {
 		return err
@@ -391,7 +390,7 @@ var (
 // shadow-utils locks of dead processes and temp files of atomic writes;
 // Commit runs after every successful apply, also one with nothing to do.
 func (m *Module) Commit(ctx context.Context, env *agent.Env) error {
-	log := logger(env).WithField("module", m.ID())
+	log := env.Logger().WithField("module", m.ID())
 	root, err := managedfile.Open(env.Root)
 	if err != nil {
 		return err
@@ -581,13 +580,4 @@ func hasName(data []byte, name string) bool {
 		}
 	}
 	return false
-}
-
-func logger(env *agent.Env) *logrus.Entry {
-	if env.Log != nil {
-		return env.Log
-	}
-	l := logrus.New()
-	l.SetOutput(io.Discard)
-	return logrus.NewEntry(l)
 }
