@@ -298,3 +298,31 @@ func TestOpenStateDir(t *testing.T) {
 		t.Errorf("a state directory outside --root: %v", err)
 	}
 }
+
+// Nothing in the state directory is a link dockward made: one there, even
+// pointing inside, was planted, and is not followed.
+func TestStateDirFollowsNoLinks(t *testing.T) {
+	state := filepath.Join(t.TempDir(), "state")
+	sd, err := OpenStateDir("", state, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sd.Close()
+	write(t, state+"/other/owned.json", `{"planted":true}`, 0o600)
+	if err := os.Symlink("other", state+"/docker_daemon"); err != nil {
+		t.Fatal(err)
+	}
+	var le *LinkError
+	if _, err := sd.Read("docker_daemon/owned.json", DefaultLimit); !errors.As(err, &le) {
+		t.Errorf("Read through a link in the state directory = %v", err)
+	}
+	if err := sd.WriteAtomic("docker_daemon/owned.json", []byte("x"), RootOwned(0o600)); !errors.As(err, &le) {
+		t.Errorf("WriteAtomic through a link in the state directory = %v", err)
+	}
+	if err := sd.MkdirAll("docker_daemon", 0o700); err == nil {
+		t.Error("MkdirAll accepted a link as a directory")
+	}
+	if b, _ := os.ReadFile(state + "/other/owned.json"); string(b) != `{"planted":true}` {
+		t.Errorf("written through the link: %s", b)
+	}
+}

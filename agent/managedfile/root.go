@@ -26,6 +26,9 @@ import (
 type Root struct {
 	dir string   // "" for the live system; else the absolute --root or state directory
 	r   *os.Root // nil for the live system
+	// noLinks refuses a link anywhere inside, not only at a path's end
+	// (the state directory: everything in it is dockward's own).
+	noLinks bool
 }
 
 // Open returns the Root for --root dir ("" is the live system). Close it.
@@ -82,7 +85,29 @@ func (r *Root) rel(name string) string {
 	return c[1:]
 }
 
+// plainParents refuses, in a noLinks Root, a link among name's parent
+// directories (os.Root would follow it while it stays inside).
+func (r *Root) plainParents(name string) error {
+	if !r.noLinks {
+		return nil
+	}
+	rel := r.rel(name)
+	for d := filepath.Dir(rel); d != "." && d != "/"; d = filepath.Dir(d) {
+		fi, err := r.r.Lstat(d)
+		if err != nil {
+			return nil // the operation itself reports it
+		}
+		if fi.Mode()&fs.ModeSymlink != 0 {
+			return &LinkError{Path: r.Path(d), Target: r.readlink(d)}
+		}
+	}
+	return nil
+}
+
 func (r *Root) lstat(name string) (fs.FileInfo, error) {
+	if err := r.plainParents(name); err != nil {
+		return nil, err
+	}
 	if r.r == nil {
 		return os.Lstat(r.rel(name))
 	}
@@ -91,6 +116,9 @@ func (r *Root) lstat(name string) (fs.FileInfo, error) {
 }
 
 func (r *Root) openFile(name string, flag int, perm fs.FileMode) (*os.File, error) {
+	if err := r.plainParents(name); err != nil {
+		return nil, err
+	}
 	if r.r == nil {
 		return os.OpenFile(r.rel(name), flag, perm)
 	}
@@ -99,6 +127,9 @@ func (r *Root) openFile(name string, flag int, perm fs.FileMode) (*os.File, erro
 }
 
 func (r *Root) rename(from, to string) error {
+	if err := errors.Join(r.plainParents(from), r.plainParents(to)); err != nil {
+		return err
+	}
 	if r.r == nil {
 		return os.Rename(r.rel(from), r.rel(to))
 	}
@@ -106,6 +137,9 @@ func (r *Root) rename(from, to string) error {
 }
 
 func (r *Root) remove(name string) error {
+	if err := r.plainParents(name); err != nil {
+		return err
+	}
 	if r.r == nil {
 		return os.Remove(r.rel(name))
 	}
@@ -113,6 +147,9 @@ func (r *Root) remove(name string) error {
 }
 
 func (r *Root) mkdir(name string, perm fs.FileMode) error {
+	if err := r.plainParents(name); err != nil {
+		return err
+	}
 	if r.r == nil {
 		return os.Mkdir(r.rel(name), perm)
 	}
@@ -121,6 +158,9 @@ func (r *Root) mkdir(name string, perm fs.FileMode) error {
 
 // Link makes newname a hard link to oldname (shadow-utils' lock protocol).
 func (r *Root) Link(oldname, newname string) error {
+	if err := errors.Join(r.plainParents(oldname), r.plainParents(newname)); err != nil {
+		return err
+	}
 	if r.r == nil {
 		return os.Link(r.rel(oldname), r.rel(newname))
 	}
@@ -213,6 +253,9 @@ func (r *Root) MkdirAll(name string, perm fs.FileMode) error {
 }
 
 func (r *Root) stat(name string) (fs.FileInfo, error) {
+	if r.noLinks {
+		return r.lstat(name) // follows nothing
+	}
 	if r.r == nil {
 		return os.Stat(r.rel(name))
 	}
@@ -221,6 +264,9 @@ func (r *Root) stat(name string) (fs.FileInfo, error) {
 }
 
 func (r *Root) chmod(name string, perm fs.FileMode) error {
+	if err := r.plainParents(name); err != nil {
+		return err
+	}
 	if r.r == nil {
 		return os.Chmod(r.rel(name), perm)
 	}

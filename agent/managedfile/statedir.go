@@ -26,7 +26,8 @@ func (e *StateDirError) Error() string {
 
 // OpenStateDir checks the state directory dir (absolute, already joined
 // with --root root) and returns a Root inside it: every state file is then
-// opened relative to it, and a link inside cannot lead out of it. With
+// opened relative to it, and no link inside it is followed (everything in
+// it is dockward's own, so a link there was planted). With
 // create it is made (0700, parents 0755) when missing; without it, a
 // missing directory is an error wrapping fs.ErrNotExist and nothing is
 // made (plan changes nothing on disk).
@@ -80,7 +81,7 @@ func OpenStateDir(root, dir string, create bool) (*Root, error) {
 		sd.Close()
 		return nil, &StateDirError{Path: dir, Why: "it changed while it was opened"}
 	}
-	return &Root{dir: dir, r: sd}, nil
+	return &Root{dir: dir, r: sd, noLinks: true}, nil
 }
 
 func checkStateDir(dir string, fi fs.FileInfo) error {

@@ -158,7 +158,9 @@ func (v *validator) validate(ctx context.Context, dir, path string, candidate []
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return "", fmt.Errorf("validate %s: %w", path, err)
 	}
-	f, err := os.CreateTemp(dir, "candidate-*.json")
+	// Named as managedfile.TempName names temp files, so that the state
+	// directory's cleanup removes it when a killed run left it.
+	f, err := os.CreateTemp(dir, ".candidate.json.dockward-"+strconv.Itoa(os.Getpid())+"-*.tmp")
 	if err != nil {
 		return "", fmt.Errorf("validate %s: %w", path, err)
 	}
