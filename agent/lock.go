@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"strconv"
 	"syscall"
 	"time"
 
@@ -15,7 +16,10 @@ import (
 
 // Lock is the run lock: an flock on StateDir/lock, so two runs never
 // interleave and a dead process's lock is released by the kernel.
-type Lock struct{ f *os.File }
+type Lock struct {
+	f         *os.File
+	exclusive bool
+}
 
 // ErrLockTimeout is returned when another run held the lock for too long.
 var ErrLockTimeout = errors.New("another dockward run holds the lock")
@@ -34,7 +38,7 @@ func AcquireLock(ctx context.Context, stateDir string, exclusive bool, wait time
 // OpenStateDir). Apply creates the directory and the lock file; plan
 // creates nothing: without a lock file there is no run to wait for, and it
 // returns a Lock that holds nothing. The exclusive holder removes the temp
-// files a killed run left in the state directory.
+// files a run killed while it held the lock left in the state directory.
 func AcquireLockIn(ctx context.Context, root, stateDir string, exclusive bool, wait time.Duration, log *logrus.Entry) (*Lock, error) {
 	sd, err := managedfile.OpenStateDir(root, stateDir, exclusive)
 	if !exclusive && errors.Is(err, fs.ErrNotExist) {
@@ -61,9 +65,25 @@ func AcquireLockIn(ctx context.Context, root, stateDir string, exclusive bool, w
 		return nil, err
 	}
 	if exclusive {
-		cleanState(sd, ".", 0, log)
+		// The holder's PID is in the lock file while it holds it, and
+		// Release empties it: a PID found here is a run that was killed
+		// holding the lock, and may have left temp files.
+		if killed(f) {
+			cleanState(sd, ".", 0, log)
+		}
+		if err := f.Truncate(0); err == nil {
+			_, _ = f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)
+		}
 	}
-	return &Lock{f: f}, nil
+	return &Lock{f: f, exclusive: exclusive}, nil
+}
+
+// killed reports whether the lock file names a holder: one that did not
+// release it, so was killed.
+func killed(f *os.File) bool {
+	b := make([]byte, 32)
+	n, _ := f.ReadAt(b, 0)
+	return n > 0
 }
 
 func flockWait(ctx context.Context, f *os.File, how int, wait time.Duration, path string, log *logrus.Entry) error {
@@ -105,7 +125,7 @@ func flockWait(ctx context.Context, f *os.File, how int, wait time.Duration, pat
 // cleanState removes the temp files of killed runs from the state
 // directory and its module subdirectories (two levels, as modules keep it).
 func cleanState(sd *managedfile.Root, dir string, depth int, log *logrus.Entry) {
-	removed, err := sd.CleanTemp(dir)
+	removed, rest, err := sd.CleanTemp(dir)
 	for _, p := range removed {
 		log.WithField("file", p).Info("removed a temp file an earlier, killed run left")
 	}
@@ -115,11 +135,7 @@ func cleanState(sd *managedfile.Root, dir string, depth int, log *logrus.Entry) 
 	if depth >= 2 {
 		return
 	}
-	entries, err := sd.ReadDir(dir)
-	if err != nil {
-		return
-	}
-	for _, e := range entries {
+	for _, e := range rest {
 		if e.IsDir() { // a link is not a directory here: not followed
 			cleanState(sd, dir+"/"+e.Name(), depth+1, log)
 		}
@@ -131,6 +147,9 @@ func cleanState(sd *managedfile.Root, dir string, depth int, log *logrus.Entry) 
 func (l *Lock) Release() error {
 	if l == nil || l.f == nil {
 		return nil
+	}
+	if l.exclusive {
+		_ = l.f.Truncate(0) // released, not killed (see AcquireLockIn)
 	}
 	return l.f.Close()
 }

@@ -68,7 +68,7 @@ func (r *Root) Read(name string, limit int64) (*File, error) {
 	if !fi.Mode().IsRegular() {
 		return nil, fmt.Errorf("read %s: not a regular file (%s)", f.Path, kind(fi.Mode()))
 	}
-	fd, err := r.openNoFollow(name, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	fd, err := r.openSame(name, os.O_RDONLY|syscall.O_NONBLOCK, 0, fi)
 	if err != nil {
 		return nil, fmt.Errorf("read %s: %w", f.Path, err)
 	}
@@ -290,20 +290,21 @@ func Alive(pid int) bool {
 // CleanTemp removes from directory dir the temp files of atomic writes
 // whose process is gone: what a killed run left. A temp file of a live
 // process (a write in progress) and every other file stay. A missing
-// directory is no error. It returns the paths removed.
-func (r *Root) CleanTemp(dir string) ([]string, error) {
+// directory is no error. It returns the paths removed, and the entries
+// left (for callers that look for litter of their own in the same listing).
+func (r *Root) CleanTemp(dir string) (removed []string, rest []fs.DirEntry, err error) {
 	entries, err := r.ReadDir(dir)
 	if errors.Is(err, fs.ErrNotExist) {
-		return nil, nil
+		return nil, nil, nil
 	}
 	if err != nil {
-		return nil, fmt.Errorf("clean %s: %w", r.Path(dir), err)
+		return nil, nil, fmt.Errorf("clean %s: %w", r.Path(dir), err)
 	}
-	var removed []string
 	var errs []error
 	for _, e := range entries {
 		pid, ok := tempPID(e.Name())
 		if !ok || !e.Type().IsRegular() || Alive(pid) {
+			rest = append(rest, e)
 			continue
 		}
 		name := filepath.Join(filepath.Clean("/"+dir), e.Name())
@@ -313,5 +314,5 @@ func (r *Root) CleanTemp(dir string) ([]string, error) {
 		}
 		removed = append(removed, r.Path(name))
 	}
-	return removed, errors.Join(errs...)
+	return removed, rest, errors.Join(errs...)
 }

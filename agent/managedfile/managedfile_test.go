@@ -187,13 +187,18 @@ func TestCleanTemp(t *testing.T) {
 		pid := strconv.Itoa(dead.Process.Pid)
 		litter := ".subuid.dockward-" + pid + "-abc.tmp"
 		mine := TempName("subgid")
+		// os.CreateTemp's names for dockerd --validate's candidate parse too.
+		candidate := ".candidate.json.dockward-" + pid + "-123456.tmp"
+		if p, ok := tempPID(candidate); !ok || strconv.Itoa(p) != pid {
+			t.Fatalf("tempPID(%s) = %d %v", candidate, p, ok)
+		}
 		keep := []string{mine, ".subuid.swp", "subuid", ".subuid.dockward-x-1.tmp"}
 		for _, n := range append([]string{litter}, keep...) {
 			write(t, onDisk(r, dir+"/"+n), "x", 0o600)
 		}
-		removed, err := r.CleanTemp(dir)
-		if err != nil || len(removed) != 1 || !strings.HasSuffix(removed[0], litter) {
-			t.Fatalf("CleanTemp = %v, %v", removed, err)
+		removed, rest, err := r.CleanTemp(dir)
+		if err != nil || len(removed) != 1 || !strings.HasSuffix(removed[0], litter) || len(rest) != len(keep) {
+			t.Fatalf("CleanTemp = %v, %v, %v", removed, rest, err)
 		}
 		for _, n := range keep {
 			if _, err := os.Stat(onDisk(r, dir+"/"+n)); err != nil {

@@ -29,6 +29,12 @@ type Root struct {
 	// noLinks refuses a link anywhere inside, not only at a path's end
 	// (the state directory: everything in it is dockward's own).
 	noLinks bool
+	// plain holds the directories of a noLinks Root found not to be links,
+	// so that each is checked once while the Root is open (a Root is
+	// opened for one operation or one run and used by one goroutine).
+	plain map[string]bool
+	// dirs holds the directories opened by in, until Close.
+	dirs map[string]*os.Root
 }
 
 // Open returns the Root for --root dir ("" is the live system). Close it.
@@ -52,6 +58,10 @@ func (r *Root) Close() error {
 	if r == nil || r.r == nil {
 		return nil
 	}
+	for _, d := range r.dirs {
+		d.Close()
+	}
+	r.dirs = nil
 	return r.r.Close()
 }
 
@@ -75,7 +85,10 @@ func (r *Root) Path(name string) string { return Join(r.dir, name) }
 
 // rel is name relative to the os.Root, or the absolute path on the live system.
 func (r *Root) rel(name string) string {
-	c := filepath.Clean("/" + name)
+	if !strings.HasPrefix(name, "/") {
+		name = "/" + name
+	}
+	c := filepath.Clean(name) // no allocation when already clean
 	if r.r == nil {
 		return c
 	}
@@ -92,7 +105,7 @@ func (r *Root) plainParents(name string) error {
 		return nil
 	}
 	rel := r.rel(name)
-	for d := filepath.Dir(rel); d != "." && d != "/"; d = filepath.Dir(d) {
+	for d := filepath.Dir(rel); d != "." && d != "/" && !r.plain[d]; d = filepath.Dir(d) {
 		fi, err := r.r.Lstat(d)
 		if err != nil {
 			return nil // the operation itself reports it
@@ -100,71 +113,138 @@ func (r *Root) plainParents(name string) error {
 		if fi.Mode()&fs.ModeSymlink != 0 {
 			return &LinkError{Path: r.Path(d), Target: r.readlink(d)}
 		}
+		if fi.IsDir() {
+			if r.plain == nil {
+				r.plain = map[string]bool{}
+			}
+			r.plain[d] = true
+		}
 	}
 	return nil
 }
 
-func (r *Root) lstat(name string) (fs.FileInfo, error) {
+// in resolves name's directory once per Root (an os.Root on it, kept until
+// Close), so that each operation on the files of a directory is one system
+// call instead of a walk from the top. On the live system it returns nil
+// and the absolute path.
+func (r *Root) in(name string) (*os.Root, string, error) {
+	rel := r.rel(name)
+	if r.r == nil {
+		return nil, rel, nil
+	}
 	if err := r.plainParents(name); err != nil {
+		return nil, "", err
+	}
+	dir, base := filepath.Dir(rel), filepath.Base(rel)
+	if dir == "." {
+		return r.r, rel, nil
+	}
+	if d := r.dirs[dir]; d != nil {
+		return d, base, nil
+	}
+	d, err := r.r.OpenRoot(dir)
+	if err != nil {
+		return r.r, rel, nil // the walk from the top reports the error
+	}
+	if r.dirs == nil {
+		r.dirs = map[string]*os.Root{}
+	}
+	r.dirs[dir] = d
+	return d, base, nil
+}
+
+func (r *Root) lstat(name string) (fs.FileInfo, error) {
+	d, n, err := r.in(name)
+	if err != nil {
 		return nil, err
 	}
-	if r.r == nil {
-		return os.Lstat(r.rel(name))
+	if d == nil {
+		return os.Lstat(n)
 	}
-	fi, err := r.r.Lstat(r.rel(name))
+	fi, err := d.Lstat(n)
 	return fi, r.outside(err)
 }
 
 func (r *Root) openFile(name string, flag int, perm fs.FileMode) (*os.File, error) {
-	if err := r.plainParents(name); err != nil {
+	d, n, err := r.in(name)
+	if err != nil {
 		return nil, err
 	}
-	if r.r == nil {
-		return os.OpenFile(r.rel(name), flag, perm)
+	if d == nil {
+		return os.OpenFile(n, flag, perm)
 	}
-	f, err := r.r.OpenFile(r.rel(name), flag, perm)
+	f, err := d.OpenFile(n, flag, perm)
+	if r.viaTop(d, err) {
+		f, err = r.r.OpenFile(r.rel(name), flag, perm)
+	}
 	return f, r.outside(err)
 }
 
+// viaTop reports an operation that followed a link out of a directory's
+// os.Root (in): the link may still stay inside the Root, so the operation
+// is done again from the top.
+func (r *Root) viaTop(d *os.Root, err error) bool { return d != r.r && isOutside(err) }
+
+// two resolves two names for rename and link: in one directory's os.Root
+// when they share it, else from the top.
+func (r *Root) two(a, b string) (*os.Root, string, string, error) {
+	da, na, err := r.in(a)
+	if err != nil {
+		return nil, "", "", err
+	}
+	db, nb, err := r.in(b)
+	if err != nil {
+		return nil, "", "", err
+	}
+	if da != db {
+		return r.r, r.rel(a), r.rel(b), nil
+	}
+	return da, na, nb, nil
+}
+
 func (r *Root) rename(from, to string) error {
-	if err := errors.Join(r.plainParents(from), r.plainParents(to)); err != nil {
+	d, nf, nt, err := r.two(from, to)
+	if err != nil {
 		return err
 	}
-	if r.r == nil {
-		return os.Rename(r.rel(from), r.rel(to))
+	if d == nil {
+		return os.Rename(nf, nt)
 	}
-	return r.outside(r.r.Rename(r.rel(from), r.rel(to)))
+	return r.outside(d.Rename(nf, nt))
 }
 
 func (r *Root) remove(name string) error {
-	if err := r.plainParents(name); err != nil {
+	d, n, err := r.in(name)
+	if err != nil {
 		return err
 	}
-	if r.r == nil {
-		return os.Remove(r.rel(name))
+	if d == nil {
+		return os.Remove(n)
 	}
-	return r.outside(r.r.Remove(r.rel(name)))
+	return r.outside(d.Remove(n))
 }
 
 func (r *Root) mkdir(name string, perm fs.FileMode) error {
-	if err := r.plainParents(name); err != nil {
+	d, n, err := r.in(name)
+	if err != nil {
 		return err
 	}
-	if r.r == nil {
-		return os.Mkdir(r.rel(name), perm)
+	if d == nil {
+		return os.Mkdir(n, perm)
 	}
-	return r.outside(r.r.Mkdir(r.rel(name), perm))
+	return r.outside(d.Mkdir(n, perm))
 }
 
 // Link makes newname a hard link to oldname (shadow-utils' lock protocol).
 func (r *Root) Link(oldname, newname string) error {
-	if err := errors.Join(r.plainParents(oldname), r.plainParents(newname)); err != nil {
+	d, no, nn, err := r.two(oldname, newname)
+	if err != nil {
 		return err
 	}
-	if r.r == nil {
-		return os.Link(r.rel(oldname), r.rel(newname))
+	if d == nil {
+		return os.Link(no, nn)
 	}
-	return r.outside(r.r.Link(r.rel(oldname), r.rel(newname)))
+	return r.outside(d.Link(no, nn))
 }
 
 // Lstat describes name without following a final link.
@@ -200,19 +280,31 @@ func (r *Root) OpenFile(name string, flag int, perm fs.FileMode) (*os.File, erro
 // inside the root even with O_NOFOLLOW, so the check is done here, before
 // (Lstat) and after (the opened file's device and inode against Lstat's).
 func (r *Root) openNoFollow(name string, flag int, perm fs.FileMode) (*os.File, error) {
-	if fi, err := r.lstat(name); err == nil && fi.Mode()&fs.ModeSymlink != 0 {
+	fi, err := r.lstat(name)
+	if err == nil && fi.Mode()&fs.ModeSymlink != 0 {
 		return nil, &LinkError{Path: r.Path(name), Target: r.readlink(name)}
 	}
+	if err != nil {
+		fi = nil // created by the open, or an error the open reports
+	}
+	return r.openSame(name, flag, perm, fi)
+}
+
+// openSame opens name and checks that the file opened is before, what an
+// Lstat of name returned (or, when before is nil, what an Lstat returns
+// after the open): a link or another file put in its place meanwhile is
+// refused.
+func (r *Root) openSame(name string, flag int, perm fs.FileMode, before fs.FileInfo) (*os.File, error) {
 	f, err := r.openFile(name, flag|syscall.O_NOFOLLOW|syscall.O_CLOEXEC, perm)
 	if err != nil {
 		return nil, refineLinkErr(r, name, err)
 	}
 	ofi, err := f.Stat()
-	if err == nil {
-		var lfi fs.FileInfo
-		if lfi, err = r.lstat(name); err == nil && !os.SameFile(ofi, lfi) {
-			err = fmt.Errorf("%s changed while it was opened (a link or another file put in its place)", r.Path(name))
-		}
+	if err == nil && before == nil {
+		before, err = r.lstat(name)
+	}
+	if err == nil && !os.SameFile(ofi, before) {
+		err = fmt.Errorf("%s changed while it was opened (a link or another file put in its place)", r.Path(name))
 	}
 	if err != nil {
 		f.Close()
@@ -256,21 +348,33 @@ func (r *Root) stat(name string) (fs.FileInfo, error) {
 	if r.noLinks {
 		return r.lstat(name) // follows nothing
 	}
-	if r.r == nil {
-		return os.Stat(r.rel(name))
+	d, n, err := r.in(name)
+	if err != nil {
+		return nil, err
 	}
-	fi, err := r.r.Stat(r.rel(name))
+	if d == nil {
+		return os.Stat(n)
+	}
+	fi, err := d.Stat(n)
+	if r.viaTop(d, err) {
+		fi, err = r.r.Stat(r.rel(name))
+	}
 	return fi, r.outside(err)
 }
 
 func (r *Root) chmod(name string, perm fs.FileMode) error {
-	if err := r.plainParents(name); err != nil {
+	d, n, err := r.in(name)
+	if err != nil {
 		return err
 	}
-	if r.r == nil {
-		return os.Chmod(r.rel(name), perm)
+	if d == nil {
+		return os.Chmod(n, perm)
 	}
-	return r.outside(r.r.Chmod(r.rel(name), perm))
+	err = d.Chmod(n, perm)
+	if r.viaTop(d, err) {
+		err = r.r.Chmod(r.rel(name), perm)
+	}
+	return r.outside(err)
 }
 
 // SyncDir fsyncs the directory name so that a rename or removal inside it
@@ -307,12 +411,12 @@ func refineLinkErr(r *Root, name string, err error) error {
 }
 
 func (r *Root) readlink(name string) string {
+	d, n, err := r.in(name)
 	var t string
-	var err error
-	if r.r == nil {
-		t, err = os.Readlink(r.rel(name))
-	} else {
-		t, err = r.r.Readlink(r.rel(name))
+	if err == nil && d == nil {
+		t, err = os.Readlink(n)
+	} else if err == nil {
+		t, err = d.Readlink(n)
 	}
 	if err != nil {
 		return "?"

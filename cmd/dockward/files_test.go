@@ -295,6 +295,8 @@ func TestKilledRunLitterCleaned(t *testing.T) {
 	for _, l := range litter {
 		writeFile(t, root+l, p+"\x00", 0o600)
 	}
+	// The killed run held the run lock: its PID is in the lock file.
+	writeFile(t, root+"/var/lib/dockward/lock", p+"\n", 0o600)
 	// Not litter: a lock of a live process, another program's file.
 	writeFile(t, root+"/etc/docker/.daemon.json.swp", "x", 0o600)
 	if code, stdout, stderr := dockward(t, "apply", "-c", cfg, "--root", root); code != 0 {

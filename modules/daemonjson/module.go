@@ -343,7 +343,7 @@ func (m *Module) Rollback(ctx context.Context, env *agent.Env) error {
 
 // cleanLitter removes the temp files of killed runs next to daemon.json.
 func cleanLitter(root *managedfile.Root, path string, log *logrus.Entry) {
-	removed, err := root.CleanTemp(filepath.Dir(path))
+	removed, _, err := root.CleanTemp(filepath.Dir(path))
 	for _, p := range removed {
 		log.WithField("file", p).Info("removed a temp file an earlier, killed run left")
 	}

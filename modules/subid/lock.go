@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -199,19 +200,22 @@ func (l *shadowLock) unlock() error {
 // that are gone. A run that was killed while useradd ran left its locks
 // behind, and a later run with nothing to write never takes them; a PID
 // reused by another process would then make shadow-utils wait for it.
-func cleanStaleLock(root *managedfile.Root, file string) error {
+//
+// entries is the listing of file's directory.
+func cleanStaleLock(root *managedfile.Root, file string, entries []fs.DirEntry) error {
 	var errs []error
-	if pid, err := readLockPID(root, file+".lock"); err == nil && !alive(pid) {
-		l, err := lockFileIn(context.Background(), root, file, 0)
-		if err == nil {
-			err = l.unlock()
-		}
-		errs = append(errs, err)
-	}
 	dir, base := filepath.Dir(file), filepath.Base(file)
-	entries, err := root.ReadDir(dir)
-	if err != nil {
-		return errors.Join(append(errs, err)...)
+	for _, e := range entries {
+		if e.Name() != base+".lock" {
+			continue
+		}
+		if pid, err := readLockPID(root, file+".lock"); err == nil && !alive(pid) {
+			l, err := lockFileIn(context.Background(), root, file, 0)
+			if err == nil {
+				err = l.unlock()
+			}
+			errs = append(errs, err)
+		}
 	}
 	for _, e := range entries {
 		rest, ok := strings.CutPrefix(e.Name(), base+".")

@@ -422,17 +422,17 @@ func (m *Module) Commit(ctx context.Context, env *agent.Env) error {
 // by the lock protocol itself, as shadow-utils would, so that a lock someone
 // takes meanwhile is never removed.
 func (m *Module) cleanLitter(root *managedfile.Root, log *logrus.Entry) {
-	for _, name := range []string{subuidPath, subgidPath} {
-		if err := cleanStaleLock(root, name); err != nil {
-			log.WithError(err).Warn("could not remove a stale lock")
-		}
-	}
-	removed, err := root.CleanTemp(filepath.Dir(subuidPath))
+	removed, rest, err := root.CleanTemp(filepath.Dir(subuidPath))
 	for _, p := range removed {
 		log.WithField("file", p).Info("removed a temp file an earlier, killed run left")
 	}
 	if err != nil {
 		log.WithError(err).Warn("could not remove what an earlier, killed run left")
+	}
+	for _, name := range []string{subuidPath, subgidPath} {
+		if err := cleanStaleLock(root, name, rest); err != nil {
+			log.WithError(err).Warn("could not remove a stale lock")
+		}
 	}
 }
 
