@@ -403,3 +403,72 @@ func TestRunMetricsTextfileInsideRoot(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// waitFor waits for a file another process makes (the event), failing
+// after a minute.
+func waitFor(t *testing.T, path string) {
+	t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for {
+		if _, err := os.Stat(path); err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s did not appear within a minute", path)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// Item 9, as the probe did it: dockward is killed while useradd runs
+// (holding the shadow locks of subuid and subgid); useradd finishes on its
+// own. The next runs have nothing to write, and must still remove the dead
+// run's locks, which a reused PID would make block shadow-utils.
+func TestKillDuringUseraddLeavesNoLocks(t *testing.T) {
+	root := newRoot(t)
+	bin := t.TempDir()
+	mark := filepath.Join(t.TempDir(), "useradd")
+	// A useradd that says it started, waits to be let go, then adds the
+	// user to the tree as the real one would (its last argument).
+	script := `#!/bin/sh
+touch "$USERADD_MARK.started"
+while [ ! -e "$USERADD_MARK.go" ]; do sleep 0.01; done
+for a; do name=$a; done
+echo "$name:x:999:999::/nonexistent:/usr/sbin/nologin" >> "$2/etc/passwd"
+echo "$name:x:999:" >> "$2/etc/group"
+touch "$USERADD_MARK.done"
+`
+	writeFile(t, bin+"/useradd", script, 0o755)
+	cfg := filepath.Join(t.TempDir(), "c.hcl")
+	writeFile(t, cfg, "docker_daemon {\n  userns_remap = \"default\"\n}\nsubordinate_ids \"dockremap\" {\n  create_user = true\n}\n", 0o600)
+
+	cmd := exec.Command(os.Args[0], "-test.run=^TestHelperDockward$")
+	cmd.Env = append(os.Environ(), "DOCKWARD_HELPER_ARGS="+strings.Join([]string{"apply", "-c", cfg, "--root", root}, "\x1f"),
+		"DOCKWARD_HELPER_UMASK=-1", "USERADD_MARK="+mark, "PATH="+bin+":"+os.Getenv("PATH"))
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, mark+".started")
+	for _, l := range []string{"/etc/subuid.lock", "/etc/subgid.lock"} {
+		if _, err := os.Stat(root + l); err != nil {
+			t.Fatalf("%s not held during useradd: %v", l, err)
+		}
+	}
+	cmd.Process.Kill()
+	cmd.Wait()
+	writeFile(t, mark+".go", "", 0o600)
+	waitFor(t, mark+".done")
+
+	// The first run writes daemon.json, which the killed run did not get
+	// to; the second has nothing to do.
+	for i, want := range []int{2, 0} {
+		if code, stdout, stderr := dockward(t, "apply", "-c", cfg, "--root", root); code != want {
+			t.Fatalf("apply %d after the kill: exit %d, want %d\n%s\n%s", i+1, code, want, stdout, stderr)
+		}
+	}
+	for _, l := range []string{"/etc/subuid.lock", "/etc/subgid.lock"} {
+		if _, err := os.Lstat(root + l); !os.IsNotExist(err) {
+			t.Errorf("%s of the killed run is still there (%v)", l, err)
+		}
+	}
+}
