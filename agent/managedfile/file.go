@@ -109,12 +109,24 @@ func readOpen(f *File, fd *os.File, limit int64) error {
 	if fi.Size() > limit {
 		return &TooLargeError{Path: f.Path, Limit: limit}
 	}
-	data, err := io.ReadAll(io.LimitReader(fd, limit+1))
-	if err != nil {
-		return fmt.Errorf("read %s: %w", f.Path, err)
-	}
-	if int64(len(data)) > limit {
-		return &TooLargeError{Path: f.Path, Limit: limit}
+	// As os.ReadFile: one buffer of the size fstat gave (plus one byte to
+	// see the end), grown only if the file grew meanwhile, up to limit.
+	data := make([]byte, 0, fi.Size()+1)
+	for {
+		if len(data) == cap(data) {
+			data = append(data, 0)[:len(data)]
+		}
+		n, err := fd.Read(data[len(data):cap(data)])
+		data = data[:len(data)+n]
+		if int64(len(data)) > limit {
+			return &TooLargeError{Path: f.Path, Limit: limit}
+		}
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return fmt.Errorf("read %s: %w", f.Path, err)
+		}
 	}
 	f.Data, f.Exists, f.Mode = data, true, fi.Mode().Perm()
 	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
