@@ -472,3 +472,21 @@ touch "$USERADD_MARK.done"
 		}
 	}
 }
+
+// --root names a tree that must exist: every path resolves inside it.
+func TestMissingRootIsAUsageError(t *testing.T) {
+	cfg := fileConfig(t, "")
+	missing := filepath.Join(t.TempDir(), "missing")
+	for _, cmd := range []string{"plan", "apply"} {
+		code, _, stderr := dockward(t, cmd, "-c", cfg, "--root", missing)
+		if code != 1 || !strings.Contains(stderr, "--root "+missing) {
+			t.Errorf("%s: exit %d, stderr %s", cmd, code, stderr)
+		}
+	}
+	if _, err := os.Stat(missing); !os.IsNotExist(err) {
+		t.Errorf("made the --root tree: %v", err)
+	}
+	if code, _, _ := dockward(t, "version", "--root", missing); code != 0 {
+		t.Errorf("version with a missing --root: exit %d", code)
+	}
+}

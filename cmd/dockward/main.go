@@ -62,6 +62,16 @@ func run(args []string, stdout, stderr io.Writer) int {
 			return agent.ExitUsage
 		}
 		g.root = abs
+		// Every path resolves inside DIR (agent/managedfile), so DIR
+		// itself must be there: dockward makes files in a tree, not the tree.
+		fi, err := os.Stat(abs)
+		if usesFiles := cmdName != "version" && cmdName != "init" && cmdName != "help"; usesFiles && (err != nil || !fi.IsDir()) {
+			if err == nil {
+				err = errors.New("not a directory")
+			}
+			fmt.Fprintf(stderr, "dockward: --root %s: %v\n", g.root, err)
+			return agent.ExitUsage
+		}
 	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
