@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"time"
 
 	"github.com/dockward/dockward/agent"
@@ -194,7 +193,7 @@ func (m *Module) Apply(ctx context.Context, env *agent.Env, plan *agent.Plan) er
 		return nil
 	}
 	m.waited = 0
-	log := logger(env).WithFields(logrus.Fields{"module": m.ID(), "target": m.b.Unit})
+	log := env.Logger().WithFields(logrus.Fields{"module": m.ID(), "target": m.b.Unit})
 	if st.enable != nil {
 		if err := m.sd.Enable(ctx, m.b.Unit, *st.enable); err != nil {
 			return err
@@ -230,20 +229,11 @@ func (m *Module) Retry(ctx context.Context, env *agent.Env, plan *agent.Plan) er
 	if kind == jobReload {
 		kind = jobRestart
 	}
-	log := logger(env).WithFields(logrus.Fields{"module": m.ID(), "target": m.b.Unit})
+	log := env.Logger().WithFields(logrus.Fields{"module": m.ID(), "target": m.b.Unit})
 	if err := m.runVerified(ctx, log, kind); err != nil {
 		return &agent.VerifyError{Err: err}
 	}
 	return nil
-}
-
-func logger(env *agent.Env) *logrus.Entry {
-	if env.Log != nil {
-		return env.Log
-	}
-	l := logrus.New()
-	l.Out = io.Discard
-	return logrus.NewEntry(l)
 }
 
 func (m *Module) stop(ctx context.Context) error {
