@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -488,5 +489,53 @@ func TestMissingRootIsAUsageError(t *testing.T) {
 	}
 	if code, _, _ := dockward(t, "version", "--root", missing); code != 0 {
 		t.Errorf("version with a missing --root: exit %d", code)
+	}
+}
+
+// Item 3's other half: SIGTERM ends a run promptly, also one that waits
+// (here for the run lock another run holds).
+func TestSigtermEndsAWaitingRun(t *testing.T) {
+	root := newRoot(t)
+	cfg := fileConfig(t, "")
+	if code, stdout, stderr := dockward(t, "apply", "-c", cfg, "--root", root); code != 2 {
+		t.Fatalf("apply exit %d\n%s\n%s", code, stdout, stderr)
+	}
+	f, err := os.OpenFile(root+"/var/lib/dockward/lock", os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^TestHelperDockward$")
+	cmd.Env = append(os.Environ(), "DOCKWARD_HELPER_ARGS="+strings.Join([]string{"apply", "-c", cfg, "--root", root}, "\x1f"), "DOCKWARD_HELPER_UMASK=-1")
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	// The event: the run says it waits for the lock.
+	buf := make([]byte, 4096)
+	var seen strings.Builder
+	for !strings.Contains(seen.String(), "waiting up to") {
+		n, err := stderr.Read(buf)
+		seen.Write(buf[:n])
+		if err != nil {
+			t.Fatalf("the run ended before it waited: %v\n%s", err, seen.String())
+		}
+	}
+	cmd.Process.Signal(syscall.SIGTERM)
+	go io.Copy(io.Discard, stderr)
+	err = cmd.Wait()
+	if ctx.Err() != nil {
+		t.Fatal("SIGTERM did not end the waiting run within a minute")
+	}
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() == 0 || ee.ExitCode() == 2 {
+		t.Fatalf("exit %v, want a failure: nothing was applied", err)
 	}
 }
