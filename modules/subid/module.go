@@ -93,6 +93,7 @@ func (m *Module) Plan(ctx context.Context, env *agent.Env) (*agent.Plan, error) 
 	if err != nil {
 		return nil, err
 	}
+	m.publish(env, st, len(changes) > 0)
 	return &agent.Plan{Changes: changes, State: st}, nil
 }
 
