@@ -50,7 +50,7 @@ type run struct {
 func (e *Engine) newRun(command string) *run {
 	return &run{
 		e:        e,
-		env:      &Env{Root: e.Root, StateDir: e.StateDir, Log: logrus.NewEntry(e.logger())},
+		env:      &Env{Root: e.Root, StateDir: e.StateDir, Log: logrus.NewEntry(e.logger()), Facts: NewFacts()},
 		journal:  NewJournalIn(e.Root, e.StateDir),
 		rep:      &Report{FormatVersion: ReportFormatVersion, Command: command, Start: time.Now().UTC()},
 		upstream: map[string][]Change{},
@@ -185,6 +185,7 @@ func (e *Engine) Apply(ctx context.Context, only Selection) (*Report, error) {
 		mr := r.applyOne(ctx, m)
 		r.index[m.ID()] = len(r.rep.Modules)
 		r.rep.Modules = append(r.rep.Modules, mr)
+		r.follow(ctx, m, mr) // see switch.go
 	}
 	if !r.rep.Failed() {
 		e.commit(ctx, r.env, r.rep)
@@ -226,6 +227,11 @@ func (r *run) applyOne(ctx context.Context, m Module) (mr ModuleResult) {
 		mr.Status = StatusOK
 		log.Debug("converged")
 		return mr
+	}
+
+	if err := r.gate(ctx, env, m, p); err != nil { // see switch.go
+		mr.Changes = p.Changes
+		return fail(err)
 	}
 
 	// The restart owed is recorded durably before the change is written,

@@ -165,6 +165,9 @@ type Env struct {
 	// Due is, for a Restarter, what its unit owes in this run: nothing, a
 	// reload or a restart, and why. Zero for every other module.
 	Due Due
+	// Facts carries what modules publish about the state their plans lead
+	// to, for modules later in the run; one per run (see switch.go).
+	Facts *Facts
 }
 
 // Offline reports whether live-system modules must skip (--root given).

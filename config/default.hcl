@@ -34,6 +34,11 @@ docker_daemon {
   }
   # Check the candidate file with `dockerd --validate` before writing it.
   validate = true
+  # userns-remap moves Docker to another data root, hiding the containers,
+  # images, networks and volumes made before it. "refuse": do not switch
+  # when that would hide workloads; "leave_behind": switch anyway (they stay
+  # on disk, switching back shows them); "migrate": move them across.
+  on_data_root_switch = "refuse"
 }
 
 # The dockremap user's ranges in /etc/subuid and /etc/subgid, which

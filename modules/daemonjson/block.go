@@ -14,6 +14,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/dockward/dockward/agent"
 	"github.com/dockward/dockward/config"
 	"github.com/hashicorp/hcl/v2"
 	"github.com/hashicorp/hcl/v2/hclsyntax"
@@ -34,7 +35,11 @@ type Block struct {
 	// order they were written; a key not here is not managed. New keys are
 	// appended to the file in this order.
 	Managed []Member
-	Range   hcl.Range
+	// OnSwitch is what apply does when the run would move dockerd to
+	// another data root (see switch.go): SwitchRefuse, SwitchLeaveBehind
+	// or SwitchMigrate.
+	OnSwitch string
+	Range    hcl.Range
 }
 
 // ID implements config.Block.
@@ -42,6 +47,9 @@ func (b *Block) ID() string { return Kind.Type }
 
 // DefRange implements config.Block.
 func (b *Block) DefRange() hcl.Range { return b.Range }
+
+// Module makes the docker_daemon module for this block.
+func (b *Block) Module() agent.Module { return New(b) }
 
 // firstClass maps the block's own attributes to the daemon.json keys they
 // set. A settings entry naming one of these keys while the attribute is
@@ -54,7 +62,7 @@ var firstClass = map[string]string{
 
 var schema = &hcl.BodySchema{Attributes: []hcl.AttributeSchema{
 	{Name: "path"}, {Name: "userns_remap"}, {Name: "log_driver"}, {Name: "log_opts"},
-	{Name: "settings"}, {Name: "validate"},
+	{Name: "settings"}, {Name: "validate"}, {Name: "on_data_root_switch"},
 }}
 
 // Kind is the docker_daemon block: no labels, one per configuration.
@@ -68,7 +76,7 @@ type managedKey struct {
 }
 
 func decode(hb *hcl.Block) (config.Block, hcl.Diagnostics) {
-	b := &Block{Path: DefaultPath, Validate: true, Range: hb.DefRange}
+	b := &Block{Path: DefaultPath, Validate: true, OnSwitch: SwitchRefuse, Range: hb.DefRange}
 	// Content (not JustAttributes) so that HCL reports unknown attributes
 	// and blocks with "Did you mean".
 	content, diags := hb.Body.Content(schema)
@@ -97,6 +105,8 @@ func decode(hb *hcl.Block) (config.Block, hcl.Diagnostics) {
 			}
 		case "validate":
 			b.Validate, d = config.Bool(attr)
+		case "on_data_root_switch":
+			b.OnSwitch, d = decodeOnSwitch(attr)
 		case "userns_remap", "log_driver":
 			var s string
 			s, d = config.String(attr)

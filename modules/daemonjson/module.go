@@ -31,7 +31,8 @@ type Module struct {
 	// ReadEnvFile reads the unit's EnvironmentFiles; nil means os.ReadFile.
 	ReadEnvFile func(string) ([]byte, error)
 
-	val *validator
+	val       *validator
+	switching // the data-root switch: switch.go
 }
 
 // New makes the module for a decoded block.
@@ -95,11 +96,11 @@ func (m *Module) readTarget(root *managedfile.Root) (*managedfile.File, error) {
 	return root.Read(m.cfg.Path, fileLimit)
 }
 
-// Plan implements agent.Module. It reads the file and the owned-key record,
+// planFile is Plan's daemon.json part. It reads the file and the owned-key record,
 // merges, and when something would change checks the result against the
 // flags docker.service gives dockerd. It does not run dockerd --validate,
 // which has side effects (see validate.go); Apply does.
-func (m *Module) Plan(ctx context.Context, env *agent.Env) (*agent.Plan, error) {
+func (m *Module) planFile(ctx context.Context, env *agent.Env) (*agent.Plan, error) {
 	log := env.Logger()
 	root, err := managedfile.Open(env.Root)
 	if err != nil {
@@ -199,10 +200,10 @@ func (m *Module) preflight(candidate *Document, args []string) error {
 	return nil
 }
 
-// Apply implements agent.Module: it validates the candidate, keeps the
+// applyFile is Apply's daemon.json part: it validates the candidate, keeps the
 // current file as last-known-good, writes atomically, then records the keys
 // it owns. Any failure before the write leaves the file untouched.
-func (m *Module) Apply(ctx context.Context, env *agent.Env, plan *agent.Plan) error {
+func (m *Module) applyFile(ctx context.Context, env *agent.Env, plan *agent.Plan) error {
 	if plan.Empty() {
 		return nil
 	}

@@ -101,6 +101,7 @@ func (m *Module) Plan(ctx context.Context, env *agent.Env) (*agent.Plan, error) 
 	if err != nil {
 		return nil, err
 	}
+	m.publish(env, st, len(changes) > 0)
 	return &agent.Plan{Changes: changes, State: st}, nil
 }
 
