@@ -35,6 +35,10 @@ type Block struct {
 	// appended to the file in this order.
 	Managed []Member
 	Range   hcl.Range
+
+	// remap is the userns_remap value as decoded, for the check that its
+	// user's subordinate_ids block is declared.
+	remap remapUser
 }
 
 // ID implements config.Block.
@@ -103,6 +107,9 @@ func decode(hb *hcl.Block) (config.Block, hcl.Diagnostics) {
 			if !d.HasErrors() && strings.TrimSpace(s) == "" {
 				d = hcl.Diagnostics{errAt(attr.Expr.Range(), "Invalid value",
 					fmt.Sprintf("%s must not be empty; leave the attribute out to leave %q unmanaged.", name, firstClass[name]))}
+			}
+			if !d.HasErrors() && name == "userns_remap" {
+				b.remap, d = decodeRemap(s, attr.Expr.Range())
 			}
 			if !d.HasErrors() {
 				keys = append(keys, managedKey{Member{firstClass[name], jsonString(s)}, attr.Range})
@@ -270,6 +277,10 @@ func decodeLogOpts(expr hcl.Expression, convert bool) (json.RawMessage, hcl.Diag
 		case val.Type() == cty.String:
 			s = val.AsString()
 		case convert && val.Type() == cty.Number:
+			if err := config.CheckNumber(val); err != nil {
+				diags = append(diags, errAt(kv.Value.Range(), "Invalid log option", fmt.Sprintf("%s: %v.", key, err)))
+				continue
+			}
 			s = numberText(val.AsBigFloat())
 		case convert && val.Type() == cty.Bool:
 			s = fmt.Sprint(val.True())
@@ -382,6 +393,9 @@ func ctyJSON(v cty.Value) (json.RawMessage, error) {
 	case t == cty.String:
 		return jsonString(v.AsString()), nil
 	case t == cty.Number:
+		if err := config.CheckNumber(v); err != nil {
+			return nil, err
+		}
 		return json.RawMessage(numberText(v.AsBigFloat())), nil
 	case t == cty.Bool:
 		if v.True() {

@@ -155,9 +155,13 @@ func (m *Module) Plan(ctx context.Context, env *agent.Env) (*agent.Plan, error) 
 	if !existed {
 		changes[0].Detail = "creates " + m.cfg.Path
 	}
+	candidate := Render(after)
+	if err := CheckCandidate(candidate); err != nil {
+		return nil, fmt.Errorf("plan %s: %w", path, err)
+	}
 	st := &planState{
 		path: path, before: before, existed: existed,
-		candidate: Render(after),
+		candidate: candidate,
 		owned:     NextOwned(doc, m.cfg.Managed, owned),
 	}
 	if !env.Offline() {
@@ -255,6 +259,9 @@ func (m *Module) Apply(ctx context.Context, env *agent.Env, plan *agent.Plan) er
 		return fmt.Errorf("write %s: keep last-known-good copy: %w", st.path, err)
 	}
 	if err := makeParent(st.path); err != nil {
+		return fmt.Errorf("write %s: %w", st.path, err)
+	}
+	if err := CheckCandidate(st.candidate); err != nil {
 		return fmt.Errorf("write %s: %w", st.path, err)
 	}
 	if err := agent.WriteFileAtomic(st.path, st.candidate, 0o644); err != nil {
