@@ -77,7 +77,7 @@ func decodeRemap(s string, rng hcl.Range) (remapUser, hcl.Diagnostics) {
 	var diags hcl.Diagnostics
 	if out.numeric {
 		diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagWarning, Summary: "userns_remap by uid",
-			Detail: fmt.Sprintf("dockward cannot tell which user uid %s is while reading the configuration, so it cannot check that a subordinate_ids block gives it the ranges dockerd needs to start. Name the user instead to have that checked.", user),
+			Detail:  fmt.Sprintf("dockward cannot tell which user uid %s is while reading the configuration, so it cannot check that a subordinate_ids block gives it the ranges dockerd needs to start. Name the user instead to have that checked.", user),
 			Subject: rng.Ptr()})
 	}
 	return out, diags
