@@ -107,6 +107,16 @@ func TestNumberLiteralsFloat64CannotHold(t *testing.T) {
 	noErrors(t, "docker_daemon {\n  settings = { a = 1e308, b = 1e-320, c = 0e999999999, d = 0.0000 }\n}\n")
 }
 
+// TestComputedNumbersOutOfRange: whole-number attributes refuse infinite
+// results of arithmetic, which no literal check sees.
+func TestComputedNumbersOutOfRange(t *testing.T) {
+	_, diags := decode(t, "subordinate_ids \"dockremap\" {\n  count = 1/0\n  start = -1/0\n}\n")
+	errorAt(t, diags, 2, 11, "whole number")
+	errorAt(t, diags, 3, 11, "whole number")
+	_, diags = decode(t, "firewall {\n  network \"n\" {\n    egress_allow {\n      ports = [1/0]\n      to = [\"10.0.0.0/8\"]\n    }\n  }\n}\n")
+	errorAt(t, diags, 4, 16, "whole number")
+}
+
 // TestUnknownAttributesAreCappedAndOrdered: 10,000 unknown attributes took
 // over 300 s and were printed in random order. Now the first
 // MaxDiagnostics in file order, then one saying how many more.

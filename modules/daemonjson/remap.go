@@ -109,10 +109,10 @@ func (b *Block) Requirements() []config.Requirement {
 	if b.remap.name == "" {
 		return nil
 	}
-	return []config.Requirement{{
-		ID:    "subordinate_ids." + b.remap.name,
-		Range: b.remap.rng,
-		Why: fmt.Sprintf("userns_remap = %q needs ranges for %s in /etc/subuid and /etc/subgid, or dockerd refuses to start; declare subordinate_ids %q {} so that dockward makes them.",
-			b.remap.name, b.remap.name, b.remap.name),
-	}}
+	why := fmt.Sprintf("userns_remap = %q needs ranges for %s in /etc/subuid and /etc/subgid, or dockerd refuses to start; declare subordinate_ids %q {} so that dockward makes them.",
+		b.remap.name, b.remap.name, b.remap.name)
+	if b.remap.name == "dockremap" {
+		why += ` Or write "default", for which dockerd makes dockremap and its ranges itself.`
+	}
+	return []config.Requirement{{ID: "subordinate_ids." + b.remap.name, Range: b.remap.rng, Why: why}}
 }
