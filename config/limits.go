@@ -204,7 +204,13 @@ func capDiagnostics(diags hcl.Diagnostics) hcl.Diagnostics {
 	}
 	last := diags[MaxDiagnostics-1].Subject
 	var buf bytes.Buffer
-	fmt.Fprintf(&buf, "%d more problem(s) after this one are not shown (%d error(s), %d warning(s)); fix these and run again.", len(more), errs, warns)
+	fmt.Fprintf(&buf, "%d more problem(s) are not shown (%d error(s), %d warning(s))", len(more), errs, warns)
+	if last != nil {
+		fmt.Fprintf(&buf, " after %s:%d:%d", last.Filename, last.Start.Line, last.Start.Column)
+	}
+	buf.WriteString("; fix these and run again.")
 	out := append(hcl.Diagnostics{}, diags[:MaxDiagnostics]...)
-	return append(out, &hcl.Diagnostic{Severity: sev, Summary: "Too many problems", Detail: buf.String(), Subject: last})
+	// No range: it is about the file, and its source line would repeat
+	// the last one shown.
+	return append(out, &hcl.Diagnostic{Severity: sev, Summary: "Too many problems", Detail: buf.String()})
 }
