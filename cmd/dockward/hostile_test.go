@@ -28,21 +28,6 @@ func TestDeepNestingExitsOneWithAPosition(t *testing.T) {
 	}
 }
 
-// dockwardBin is the binary under test: DOCKWARD_BIN (make test sets it),
-// or one built now.
-func dockwardBin(t *testing.T) string {
-	t.Helper()
-	if b := os.Getenv("DOCKWARD_BIN"); b != "" {
-		return b
-	}
-	bin := filepath.Join(t.TempDir(), "dockward")
-	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
-	if err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	return bin
-}
-
 // TestReloadOfDeeplyNestedFileKeepsRunning: the resident agent, sent
 // SIGHUP after its configuration was replaced by a hostile one, reports
 // the position and keeps running on the configuration it has; SIGTERM
