@@ -425,6 +425,9 @@ func Compact(v json.RawMessage) string {
 // whitespace, key order, string escapes and number spelling (3, 3.0, 3e0)
 // do not count. Invalid JSON compares by its bytes.
 func Equal(a, b json.RawMessage) bool {
+	if bytes.Equal(a, b) {
+		return true // the common case, and free: most keys are kept as they are
+	}
 	ca, errA := Canonical(a)
 	cb, errB := Canonical(b)
 	if errA != nil || errB != nil {
@@ -492,7 +495,9 @@ func writeCanonical(sb *strings.Builder, x any) {
 
 // canonicalNumber spells equal numbers alike. big.Float (not big.Rat) so
 // that an exponent like 1e999999999 costs nothing; 256 bits are far more
-// than the float64 and int64 dockerd parses into.
+// than the float64 and int64 dockerd parses into. The spelling is the
+// binary mantissa and exponent ('p'): exact, and cheap where the shortest
+// decimal ('g') cost 20 µs a number, 10 s for a 1 MiB file of numbers.
 func canonicalNumber(s string) string {
 	f, _, err := big.ParseFloat(s, 10, 256, big.ToNearestEven)
 	if err != nil {
@@ -501,7 +506,7 @@ func canonicalNumber(s string) string {
 	if f.Sign() == 0 {
 		return "0" // -0 and 0 are the same setting
 	}
-	return f.Text('g', -1)
+	return f.Text('p', 0)
 }
 
 // jsonString encodes s as a JSON string without HTML escaping, so that

@@ -171,3 +171,26 @@ func TestPlanOfDeepFileNamesIt(t *testing.T) {
 		t.Fatal("file changed")
 	}
 }
+
+// BenchmarkWorstCaseDocument is what a plan does with a daemon.json at the
+// limits, shaped to be expensive: half a million numbers, 30 levels deep.
+// Before the limits and the cheaper canonical numbers: 18 KB of nested
+// arrays became 162 MB and a plan took 12 s.
+func BenchmarkWorstCaseDocument(b *testing.B) {
+	depth := MaxDocumentDepth - 2
+	n := (MaxDocumentSize - 2*depth - 64) / 2
+	data := []byte("{\"x\": " + strings.Repeat("[", depth) + strings.Repeat("1,", n-1) + "1" + strings.Repeat("]", depth) + "}")
+	desired := []Member{{"debug", json.RawMessage("true")}}
+	b.SetBytes(int64(len(data)))
+	for b.Loop() {
+		doc, err := Parse(data)
+		if err != nil {
+			b.Fatal(err)
+		}
+		after := Merge(doc, desired, nil)
+		_ = Diff(doc, after)
+		if err := CheckCandidate(Render(after)); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
