@@ -118,6 +118,30 @@ func checkNumberLiterals(f *hcl.File) hcl.Diagnostics {
 	return diags
 }
 
+// dropCovered drops the diagnostics whose subject contains the start of
+// one of the covering diagnostics' subjects (all in one file).
+func dropCovered(diags, covering hcl.Diagnostics) hcl.Diagnostics {
+	if len(covering) == 0 {
+		return diags
+	}
+	starts := make([]int, 0, len(covering))
+	for _, c := range covering {
+		starts = append(starts, c.Subject.Start.Byte)
+	}
+	sort.Ints(starts)
+	var out hcl.Diagnostics
+	for _, d := range diags {
+		if d.Subject != nil {
+			i := sort.SearchInts(starts, d.Subject.Start.Byte)
+			if i < len(starts) && d.Subject.ContainsOffset(starts[i]) {
+				continue
+			}
+		}
+		out = append(out, d)
+	}
+	return out
+}
+
 // float64Problem says why the number written as text is not one a float64
 // holds, or "" when it is.
 func float64Problem(text string) string {

@@ -52,7 +52,7 @@ func Decode(filename string, src []byte, kinds []Kind) (*File, hcl.Diagnostics) 
 	return f, capDiagnostics(diags)
 }
 
-func decode(filename string, src []byte, kinds []Kind) (*File, hcl.Diagnostics) {
+func decode(filename string, src []byte, kinds []Kind) (_ *File, diags hcl.Diagnostics) {
 	out := &File{Filename: filename, Files: map[string]*hcl.File{}}
 	if diags := checkLimits(filename, src); diags.HasErrors() {
 		out.Agent = DefaultAgent()
@@ -65,11 +65,10 @@ func decode(filename string, src []byte, kinds []Kind) (*File, hcl.Diagnostics) 
 	if diags.HasErrors() {
 		return out, diags
 	}
-	if d := checkNumberLiterals(hf); d.HasErrors() {
-		// Refused here, before any block decodes the rounded value and
-		// reports something confusing about it.
-		return out, d
-	}
+	// Number literals no float64 holds; what the blocks then say about
+	// the rounded value (a count of 0, say) is dropped below.
+	literals := checkNumberLiterals(hf)
+	defer func() { diags = append(literals, dropCovered(diags, literals)...) }()
 
 	byType := map[string]Kind{AgentKind.Type: AgentKind}
 	for _, k := range kinds {
