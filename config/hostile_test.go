@@ -36,17 +36,19 @@ func noErrors(t *testing.T, src string) {
 	}
 }
 
-// TestDeepNestingIsRefusedBeforeParsing: 100,000 levels ended in a fatal
-// stack overflow (exit 2). Now the level past the limit is named.
+// TestDeepNestingIsRefusedBeforeParsing: 100,000 levels (and 60,000)
+// ended in a fatal stack overflow (exit 2). Now the level past the limit
+// is named.
 func TestDeepNestingIsRefusedBeforeParsing(t *testing.T) {
-	n := 100000
+	// Each as deep as fits in MaxFileSize; 60,000 lists were enough for
+	// the stack overflow.
 	cases := map[string]string{
-		"lists":       strings.Repeat("[", n) + strings.Repeat("]", n),
-		"objects":     strings.Repeat("{a=", n) + "1" + strings.Repeat("}", n),
-		"parentheses": strings.Repeat("(", n) + "1" + strings.Repeat(")", n),
-		"templates":   `"` + strings.Repeat(`${"`, n) + strings.Repeat(`"}`, n) + `"`,
-		"for":         strings.Repeat("[for a in [1]: ", n/10) + "1" + strings.Repeat("]", n/10),
-		"unclosed":    strings.Repeat("[", n),
+		"lists":       strings.Repeat("[", 60000) + strings.Repeat("]", 60000),
+		"objects":     strings.Repeat("{a=", 30000) + "1" + strings.Repeat("}", 30000),
+		"parentheses": strings.Repeat("(", 60000) + "1" + strings.Repeat(")", 60000),
+		"templates":   `"` + strings.Repeat(`${"`, 20000) + strings.Repeat(`"}`, 20000) + `"`,
+		"for":         strings.Repeat("[for a in [1]: ", 7000) + "1" + strings.Repeat("]", 7000),
+		"unclosed":    strings.Repeat("[", 120000),
 	}
 	for name, expr := range cases {
 		t.Run(name, func(t *testing.T) {
@@ -91,6 +93,19 @@ func TestHugeFileIsRefused(t *testing.T) {
 	src := "docker_daemon {\n  settings = { x = \"" + strings.Repeat("a", config.MaxFileSize) + "\" }\n}\n"
 	_, diags := decode(t, src)
 	if !diags.HasErrors() || !strings.Contains(diags[0].Detail, "larger than") {
+		t.Fatalf("got %v", diags)
+	}
+}
+
+// TestTooManyTokensIsRefused: a file under the size limit but made of
+// tiny tokens costs the parser about 500 bytes each.
+func TestTooManyTokensIsRefused(t *testing.T) {
+	src := "docker_daemon {\n  settings = { x = [" + strings.Repeat("[],", config.MaxTokens/3+10) + "[]] }\n}\n"
+	if len(src) > config.MaxFileSize {
+		t.Fatalf("test input of %d bytes is over the size limit", len(src))
+	}
+	_, diags := decode(t, src)
+	if !diags.HasErrors() || !strings.Contains(diags[0].Detail, "tokens") || diags[0].Subject == nil || diags[0].Subject.Start.Line != 2 {
 		t.Fatalf("got %v", diags)
 	}
 }
@@ -155,7 +170,7 @@ func unknownAttributes(n int) []byte {
 	var b bytes.Buffer
 	b.WriteString("docker_daemon {\n")
 	for i := range n {
-		fmt.Fprintf(&b, "  attr_%d = 1\n", i)
+		fmt.Fprintf(&b, "a%d=1\n", i) // short, so that 10,000 fit in MaxFileSize and MaxTokens
 	}
 	b.WriteString("}\n")
 	return b.Bytes()

@@ -18,7 +18,13 @@ import (
 const (
 	// MaxFileSize bounds the configuration file. The embedded default is
 	// about 4 KB.
-	MaxFileSize = 1 << 20
+	MaxFileSize = 128 << 10
+	// MaxTokens bounds the tokens (names, numbers, operators, brackets,
+	// string pieces) of the file. HCL's syntax tree costs about 500 bytes
+	// a token: a 1 MiB file of a million empty lists took 570 MB to
+	// decode, four times the resident agent's MemoryMax. The default
+	// configuration has about 700; 50,000 decode in about 30 MB.
+	MaxTokens = 50000
 	// MaxNesting bounds how deeply brackets, braces, parentheses, strings
 	// and template sequences nest. HCL's parser is recursive: 100,000
 	// levels (200 KB) exhausted Go's 1 GB stack, a fatal error no recover
@@ -38,7 +44,7 @@ func checkLimits(filename string, src []byte) hcl.Diagnostics {
 	if len(src) > MaxFileSize {
 		return hcl.Diagnostics{{
 			Severity: hcl.DiagError, Summary: "Configuration too large",
-			Detail:  fmt.Sprintf("The file is %d bytes, larger than the %d (1 MiB) dockward reads; a configuration is a few KB.", len(src), MaxFileSize),
+			Detail:  fmt.Sprintf("The file is %d bytes, larger than the %d (128 KiB) dockward reads; a configuration is a few KB.", len(src), MaxFileSize),
 			Subject: &hcl.Range{Filename: filename, Start: hcl.InitialPos, End: hcl.InitialPos},
 		}}
 	}
@@ -73,6 +79,15 @@ func checkLimits(filename string, src []byte) hcl.Diagnostics {
 		case hclsyntax.TokenCHeredoc:
 			open = closeLevel(open, hclsyntax.TokenOHeredoc)
 		}
+	}
+	if len(tokens) > MaxTokens {
+		r := tokens[MaxTokens].Range
+		return hcl.Diagnostics{{
+			Severity: hcl.DiagError, Summary: "Configuration too large",
+			Detail: fmt.Sprintf("The file has %d tokens (names, values, operators, brackets), more than the %d dockward decodes; this is token %d. A configuration has a few hundred.",
+				len(tokens), MaxTokens, MaxTokens+1),
+			Subject: &r,
+		}}
 	}
 	return nil
 }

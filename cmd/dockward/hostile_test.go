@@ -11,19 +11,27 @@ import (
 	"time"
 )
 
-// deepConfig nests a value 100,000 levels deep: before the nesting limit
-// this ended in "fatal error: stack overflow", exit 2.
+// deepConfig nests a value 60,000 levels deep (120 KB, under the size
+// limit): before the nesting limit this ended in "fatal error: stack
+// overflow", exit 2, as the probe's 100,000 levels did.
 func deepConfig() string {
-	return "docker_daemon {\n  settings = { x = " + strings.Repeat("[", 100000) + strings.Repeat("]", 100000) + " }\n}\n"
+	return "docker_daemon {\n  settings = { x = " + strings.Repeat("[", 60000) + strings.Repeat("]", 60000) + " }\n}\n"
 }
 
 func TestDeepNestingExitsOneWithAPosition(t *testing.T) {
 	cfg := filepath.Join(t.TempDir(), "deep.hcl")
 	writeFile(t, cfg, deepConfig(), 0o600)
+	// The probe's file: 100,000 levels, 200 KB, now over the size limit.
+	probe := filepath.Join(t.TempDir(), "probe.hcl")
+	writeFile(t, probe, "docker_daemon {\n  settings = { x = "+strings.Repeat("[", 100000)+strings.Repeat("]", 100000)+" }\n}\n", 0o600)
 	for _, cmd := range []string{"validate", "plan", "apply"} {
 		code, _, stderr := dockward(t, cmd, "-c", cfg, "--root", t.TempDir())
-		if code != 1 || !strings.Contains(stderr, cfg+":2:") {
+		if code != 1 || !strings.Contains(stderr, cfg+":2:") || !strings.Contains(stderr, "Nested too deeply") {
 			t.Errorf("%s: exit %d, want 1 and a diagnostic at %s:2: %.300s", cmd, code, cfg, stderr)
+		}
+		code, _, stderr = dockward(t, cmd, "-c", probe, "--root", t.TempDir())
+		if code != 1 || !strings.Contains(stderr, probe+":1:1:") || !strings.Contains(stderr, "too large") {
+			t.Errorf("%s: exit %d, want 1 and a diagnostic at %s:1:1: %.300s", cmd, code, probe, stderr)
 		}
 	}
 }
