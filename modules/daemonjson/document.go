@@ -66,11 +66,13 @@ func (e *SyntaxError) Error() string { return fmt.Sprintf("%d:%d: %s", e.Line, e
 
 var utf8BOM = []byte("\xef\xbb\xbf")
 
-// Limits on a daemon.json, far above any dockerd configuration (its
-// deepest settings, builder garbage-collection policies, nest six levels):
-// a file beyond them is refused as not valid rather than read.
+// Limits on a daemon.json, far above any dockerd configuration (a few KB;
+// its deepest settings, builder garbage-collection policies, nest six
+// levels): a file beyond them is refused as not valid rather than read.
+// At the limits a plan takes 18 MB RSS (with 1 MiB, a file of numbers: 88 MB,
+// too close to the resident agent's MemoryMax of 128 MB).
 const (
-	MaxDocumentSize  = 1 << 20
+	MaxDocumentSize  = 256 << 10
 	MaxDocumentDepth = 32
 )
 
@@ -117,7 +119,7 @@ func Parse(data []byte) (*Document, error) {
 	data = bytes.TrimPrefix(data, utf8BOM)
 	if len(data) > MaxDocumentSize {
 		return nil, &SyntaxError{Line: 1, Column: 1, Msg: fmt.Sprintf(
-			"the file is %d bytes, larger than the %d (1 MiB) dockward reads; dockerd's configuration is a few KB", len(data), MaxDocumentSize)}
+			"the file is %d bytes, larger than the %d (256 KiB) dockward reads; dockerd's configuration is a few KB", len(data), MaxDocumentSize)}
 	}
 	if len(bytes.TrimSpace(data)) == 0 {
 		return &Document{}, nil
@@ -374,7 +376,7 @@ func renderCompact(doc *Document) []byte {
 // error rather than in a file dockerd refuses.
 func CheckCandidate(data []byte) error {
 	if len(data) > MaxDocumentSize {
-		return fmt.Errorf("the daemon.json dockward would write is %d bytes, more than the %d (1 MiB) it reads back; nothing written", len(data), MaxDocumentSize)
+		return fmt.Errorf("the daemon.json dockward would write is %d bytes, more than the %d (256 KiB) it reads back; nothing written", len(data), MaxDocumentSize)
 	}
 	doc, err := Parse(data)
 	if err == nil {
