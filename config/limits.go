@@ -44,7 +44,7 @@ func checkLimits(filename string, src []byte) hcl.Diagnostics {
 	if len(src) > MaxFileSize {
 		return hcl.Diagnostics{{
 			Severity: hcl.DiagError, Summary: "Configuration too large",
-			Detail:  fmt.Sprintf("The file is %d bytes, larger than the %d (128 KiB) dockward reads; a configuration is a few KB.", len(src), MaxFileSize),
+			Detail:  fmt.Sprintf("The file is larger than the %d bytes (128 KiB) dockward reads; a configuration is a few KB.", MaxFileSize),
 			Subject: &hcl.Range{Filename: filename, Start: hcl.InitialPos, End: hcl.InitialPos},
 		}}
 	}
