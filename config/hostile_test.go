@@ -221,6 +221,16 @@ func TestUsernsRemapThatSwitchesHardeningOff(t *testing.T) {
 	}
 }
 
+// TestUsernsRemapInSettingsIsCheckedToo: the key given through settings
+// is no way around the check.
+func TestUsernsRemapInSettingsIsCheckedToo(t *testing.T) {
+	_, diags := decode(t, "docker_daemon {\n  settings = { \"userns-remap\" = \"0:0\" }\n}\n")
+	errorAt(t, diags, 2, 33, "root")
+	_, diags = decode(t, "docker_daemon {\n  settings = { \"userns-remap\" = \"bob\" }\n}\n")
+	errorAt(t, diags, 2, 33, `subordinate_ids "bob"`)
+	noErrors(t, "docker_daemon {\n  settings = { \"userns-remap\" = \"default\" }\n}\n")
+}
+
 func TestUsernsRemapValidForms(t *testing.T) {
 	for _, v := range []string{"default", "alice", "alice:alice", "alice:staff", "dockremap"} {
 		t.Run(v, func(t *testing.T) {
