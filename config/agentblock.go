@@ -1,7 +1,9 @@
 package config
 
 import (
+	"fmt"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/hashicorp/hcl/v2"
@@ -53,11 +55,50 @@ var AgentKind = Kind{Type: "agent", Decode: func(b *hcl.Block) (Block, hcl.Diagn
 			a.Watch, d = Bool(attr)
 		case "metrics_textfile":
 			a.MetricsTextfile, d = String(attr)
-			if !d.HasErrors() && a.MetricsTextfile != "" && !filepath.IsAbs(a.MetricsTextfile) {
-				d = hcl.Diagnostics{errAt(attr.Expr.Range(), "Invalid path", "metrics_textfile must be an absolute path, or empty.")}
+			if !d.HasErrors() && a.MetricsTextfile != "" {
+				if msg := metricsTextfileProblem(a.MetricsTextfile); msg != "" {
+					d = hcl.Diagnostics{errAt(attr.Expr.Range(), "Invalid path", msg)}
+				}
 			}
 		}
 		diags = append(diags, d...)
 	}
 	return a, diags
 }}
+
+// systemDirs are where a metrics file never belongs: dockward runs as root
+// and rewrites the file on every run, so a typo or a hostile value there
+// would replace a system file.
+var systemDirs = []string{"/bin", "/boot", "/dev", "/etc", "/lib", "/lib32", "/lib64", "/libx32", "/proc", "/sbin", "/sys", "/usr"}
+
+// metricsTextfileProblem says why p cannot be the metrics textfile, or ""
+// when it can: an absolute, clean path to a *.prom file (node_exporter's
+// textfile collector reads nothing else) in a directory of its own, not
+// in a system directory.
+func metricsTextfileProblem(p string) string {
+	for _, c := range p {
+		if c < 0x20 || c == 0x7f {
+			return fmt.Sprintf("metrics_textfile must not contain control characters (%q).", p)
+		}
+	}
+	if !filepath.IsAbs(p) {
+		return "metrics_textfile must be an absolute path, or empty."
+	}
+	if clean := filepath.Clean(p); clean != p {
+		return fmt.Sprintf("metrics_textfile must be a clean path, without \"..\", \"//\" or a trailing \"/\". Did you mean %q?", clean)
+	}
+	base, dir := filepath.Base(p), filepath.Dir(p)
+	if filepath.Ext(base) != ".prom" || base == ".prom" {
+		return fmt.Sprintf("metrics_textfile must name a *.prom file: node_exporter's textfile collector reads only those. Did you mean %q?",
+			filepath.Join(dir, strings.TrimSuffix(base, filepath.Ext(base))+".prom"))
+	}
+	if dir == "/" {
+		return "metrics_textfile must be in a directory for textfiles, like /var/lib/node_exporter/textfile_collector/dockward.prom, not in /."
+	}
+	for _, sys := range systemDirs {
+		if dir == sys || strings.HasPrefix(dir, sys+"/") {
+			return fmt.Sprintf("metrics_textfile must not be under %s, a system directory: dockward rewrites the file as root on every run. Use a directory for textfiles, like /var/lib/node_exporter/textfile_collector/dockward.prom.", sys)
+		}
+	}
+	return ""
+}

@@ -203,11 +203,28 @@ func FuzzDecode(f *testing.F) {
 	f.Add("docker_daemon { settings = { a = [1, {b = null}] } }")
 	f.Add("service \"x\" { restart_on = [a.b.c, \"q\", 1] }")
 	f.Add("firewall { network \"n\" { egress_allow { ports = [0, 70000] to = [\"1.2.3.4/33\"] } } }")
+	// The probe's hostile inputs (issue 11).
+	f.Add("docker_daemon {\n settings = { x = " + strings.Repeat("[", 2000) + strings.Repeat("]", 2000) + " }\n}\n")
+	f.Add("docker_daemon {\n settings = { x = \"" + strings.Repeat("${\"", 100) + strings.Repeat("\"}", 100) + "\" }\n}\n")
+	f.Add("docker_daemon {\n settings = { x = 1/0, y = -1/0, z = 1e999999999, w = 1e-999999999, v = 1e400 }\n log_opts = { max-file = 1/0 }\n validate = false\n}\n")
+	f.Add("docker_daemon {\n userns_remap = \"0:0\"\n}\nagent {\n metrics_textfile = \"/etc/shadow\"\n}\n")
+	f.Add("docker_daemon {\n userns_remap = \" default\\n\"\n}\nsubordinate_ids \"x\" {\n count = 1/0\n start = 1e400\n}\n")
+	f.Add("docker_daemon {\n x = <<EOT\n[[[[ ${ [[ } \nEOT\n y = <<-EOT\n  $${ %%{\n  EOT\n}\n")
+	f.Add(string(unknownAttributes(300)))
 	f.Fuzz(func(t *testing.T, src string) {
 		_, diags := config.Decode("fuzz.hcl", []byte(src), modules.Kinds)
 		for _, d := range diags {
 			if d.Severity == hcl.DiagError && d.Subject != nil && d.Subject.Filename != "fuzz.hcl" {
 				t.Fatalf("diagnostic outside the file: %v", d)
+			}
+		}
+		if len(diags) > config.MaxDiagnostics+1 {
+			t.Fatalf("%d diagnostics", len(diags))
+		}
+		for i := 1; i < len(diags); i++ {
+			a, b := diags[i-1].Subject, diags[i].Subject
+			if a != nil && b != nil && a.Start.Byte > b.Start.Byte {
+				t.Fatalf("diagnostics out of order: %v before %v", a, b)
 			}
 		}
 	})

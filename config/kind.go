@@ -51,3 +51,19 @@ func BlockID(b *hcl.Block) string {
 	}
 	return id
 }
+
+// Requirer is a Block whose settings only work when another block is
+// declared too (userns_remap = "bob" needs subordinate_ids "bob"). config
+// checks each requirement against the whole file.
+type Requirer interface {
+	Block
+	Requirements() []Requirement
+}
+
+// Requirement is one block that must be declared, where the need arises,
+// and why, said to the operator when it is missing.
+type Requirement struct {
+	ID    string
+	Range hcl.Range
+	Why   string
+}

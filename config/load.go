@@ -44,8 +44,20 @@ func Load(filename string, src []byte, kinds []Kind) (*File, hcl.Diagnostics) {
 
 // Decode is Load, but returns the partial File alongside errors (for
 // rendering diagnostics with their source).
+//
+// Diagnostics come in file order, at most MaxDiagnostics of them and one
+// more saying how many were left out.
 func Decode(filename string, src []byte, kinds []Kind) (*File, hcl.Diagnostics) {
+	f, diags := decode(filename, src, kinds)
+	return f, capDiagnostics(diags)
+}
+
+func decode(filename string, src []byte, kinds []Kind) (_ *File, diags hcl.Diagnostics) {
 	out := &File{Filename: filename, Files: map[string]*hcl.File{}}
+	if diags := checkLimits(filename, src); diags.HasErrors() {
+		out.Agent = DefaultAgent()
+		return out, diags
+	}
 	hf, diags := hclsyntax.ParseConfig(src, filename, hcl.InitialPos)
 	if hf != nil {
 		out.Files[filename] = hf
@@ -53,6 +65,10 @@ func Decode(filename string, src []byte, kinds []Kind) (*File, hcl.Diagnostics) 
 	if diags.HasErrors() {
 		return out, diags
 	}
+	// Number literals no float64 holds; what the blocks then say about
+	// the rounded value (a count of 0, say) is dropped below.
+	literals := checkNumberLiterals(hf)
+	defer func() { diags = append(literals, dropCovered(diags, literals)...) }()
 
 	byType := map[string]Kind{AgentKind.Type: AgentKind}
 	for _, k := range kinds {
@@ -99,6 +115,8 @@ func Decode(filename string, src []byte, kinds []Kind) (*File, hcl.Diagnostics) 
 	}
 
 	// restart_on and similar references must name declared blocks.
+	declared := keys(seen)
+	unresolved := 0
 	for _, b := range out.Blocks {
 		r, ok := b.(Referrer)
 		if !ok {
@@ -111,12 +129,37 @@ func Decode(filename string, src []byte, kinds []Kind) (*File, hcl.Diagnostics) 
 			detail := fmt.Sprintf("There is no block %s in this configuration.", ref.ID)
 			if ref.ID == b.ID() {
 				detail = "A block cannot refer to itself."
-			} else if s := suggest(ref.ID, keys(seen)); s != "" {
-				detail += fmt.Sprintf(" Did you mean %s?", s)
+			} else if unresolved++; unresolved <= MaxDiagnostics {
+				// Suggestions cost a comparison with every block; past
+				// the diagnostics shown they would be work for nothing.
+				if s := suggest(ref.ID, declared); s != "" {
+					detail += fmt.Sprintf(" Did you mean %s?", s)
+				}
 			}
 			diags = append(diags, &hcl.Diagnostic{
 				Severity: hcl.DiagError, Summary: "Reference to undeclared block",
 				Detail: detail, Subject: ref.Range.Ptr(),
+			})
+		}
+	}
+
+	// Settings that need another block.
+	for _, b := range out.Blocks {
+		r, ok := b.(Requirer)
+		if !ok {
+			continue
+		}
+		for _, req := range r.Requirements() {
+			if _, ok := seen[req.ID]; ok {
+				continue
+			}
+			detail := req.Why
+			if s := suggest(req.ID, declared); s != "" {
+				detail += fmt.Sprintf(" Did you mean %s?", s)
+			}
+			diags = append(diags, &hcl.Diagnostic{
+				Severity: hcl.DiagError, Summary: "Missing " + req.ID,
+				Detail: detail, Subject: req.Range.Ptr(),
 			})
 		}
 	}

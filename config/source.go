@@ -3,6 +3,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -33,9 +34,20 @@ func Read(path, root string) (*Source, error) {
 		}
 		return nil, fmt.Errorf("configuration: %w", err)
 	}
-	b, err := os.ReadFile(path)
+	b, err := readCapped(path)
 	if err != nil {
 		return nil, fmt.Errorf("configuration: %w", err)
 	}
 	return &Source{Filename: path, Bytes: b}, nil
+}
+
+// readCapped reads at most one byte more than MaxFileSize: enough for
+// Decode to refuse a file too large, never the whole of a huge one.
+func readCapped(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return io.ReadAll(io.LimitReader(f, MaxFileSize+1))
 }

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -368,16 +369,22 @@ func fullSnapshot(t *testing.T, root string) string {
 	return b.String()
 }
 
-// Item 2: run's metrics textfile stays inside --root.
+// Item 2: run's metrics textfile stays inside --root. A climbing path
+// ("/../../x") is refused at decode now (config's metrics_textfile rules),
+// so the escape tried here is a directory inside DIR that links out: the
+// textfile must not be written through it.
 func TestRunMetricsTextfileInsideRoot(t *testing.T) {
 	root := newRoot(t)
 	out := outsideDir(t)
-	climb := "/../../../../../../../../.." + out + "/dockward.prom"
-	cfg := fileConfig(t, fmt.Sprintf("agent {\n  metrics_textfile = %q\n  watch = false\n  interval = \"1h\"\n}\n", climb))
+	climb := strings.Repeat("../", strings.Count(root, "/")+1) + strings.TrimPrefix(out, "/")
+	if err := os.Symlink(climb, filepath.Join(root, "srv")); err != nil {
+		t.Fatal(err)
+	}
+	cfg := fileConfig(t, "agent {\n  metrics_textfile = \"/srv/dockward.prom\"\n  watch = false\n  interval = \"1h\"\n}\n")
 	cmd := exec.Command(os.Args[0], "-test.run=^TestHelperDockward$")
 	cmd.Env = append(os.Environ(), "DOCKWARD_HELPER_ARGS="+strings.Join([]string{"run", "-c", cfg, "--root", root}, "\x1f"), "DOCKWARD_HELPER_UMASK=-1")
-	var errb strings.Builder
-	cmd.Stderr = &errb
+	errb := &lockedBuffer{}
+	cmd.Stderr = errb
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -385,24 +392,39 @@ func TestRunMetricsTextfileInsideRoot(t *testing.T) {
 		cmd.Process.Signal(syscall.SIGTERM)
 		cmd.Wait()
 	}()
-	inside := filepath.Join(root, out, "dockward.prom")
-	// The first converge ends with the textfile written: wait for it to
-	// appear, inside or outside.
+	// The first converge ends with the textfile written or refused: wait
+	// for the one or the other, then look outside.
 	deadline := time.Now().Add(time.Minute)
-	for {
-		_, ein := os.Stat(inside)
-		_, eout := os.Stat(out + "/dockward.prom")
-		if eout == nil {
+	for !strings.Contains(errb.String(), "metrics textfile") {
+		if _, err := os.Stat(out + "/dockward.prom"); err == nil {
 			t.Fatalf("metrics textfile written outside --root: %s", out+"/dockward.prom")
 		}
-		if ein == nil {
-			return
-		}
 		if time.Now().After(deadline) {
-			t.Fatalf("no metrics textfile after a minute\n%s", errb.String())
+			t.Fatalf("the metrics textfile was neither written nor refused after a minute\n%s", errb.String())
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+	if _, err := os.Stat(out + "/dockward.prom"); err == nil {
+		t.Fatalf("metrics textfile written outside --root: %s", out+"/dockward.prom")
+	}
+}
+
+// lockedBuffer is a stderr sink a test can read while the child writes.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
 
 // waitFor waits for a file another process makes (the event), failing

@@ -40,6 +40,10 @@ type Block struct {
 	// or SwitchMigrate.
 	OnSwitch string
 	Range    hcl.Range
+
+	// remap is the userns_remap value as decoded, for the check that its
+	// user's subordinate_ids block is declared.
+	remap remapUser
 }
 
 // ID implements config.Block.
@@ -114,6 +118,9 @@ func decode(hb *hcl.Block) (config.Block, hcl.Diagnostics) {
 				d = hcl.Diagnostics{errAt(attr.Expr.Range(), "Invalid value",
 					fmt.Sprintf("%s must not be empty; leave the attribute out to leave %q unmanaged.", name, firstClass[name]))}
 			}
+			if !d.HasErrors() && name == "userns_remap" {
+				b.remap, d = decodeRemap(s, attr.Expr.Range())
+			}
 			if !d.HasErrors() {
 				keys = append(keys, managedKey{Member{firstClass[name], jsonString(s)}, attr.Range})
 			}
@@ -129,8 +136,11 @@ func decode(hb *hcl.Block) (config.Block, hcl.Diagnostics) {
 		diags = append(diags, d...)
 	}
 	if settings != nil {
-		ks, d := decodeSettings(settings, content.Attributes)
+		ks, remap, d := decodeSettings(settings, content.Attributes)
 		diags = append(diags, d...)
+		if remap != nil {
+			b.remap = *remap
+		}
 		keys = append(keys, ks...)
 	}
 
@@ -144,23 +154,27 @@ func decode(hb *hcl.Block) (config.Block, hcl.Diagnostics) {
 
 // decodeSettings decodes the settings map: daemon.json keys to any JSON
 // value. Every problem is reported at the key or value it concerns.
-func decodeSettings(attr *hcl.Attribute, attrs hcl.Attributes) ([]managedKey, hcl.Diagnostics) {
+//
+// "userns-remap" given here is checked as the userns_remap attribute is,
+// and returned for the same cross-block check.
+func decodeSettings(attr *hcl.Attribute, attrs hcl.Attributes) ([]managedKey, *remapUser, hcl.Diagnostics) {
 	// Evaluate the whole expression first: HCL reports what it finds wrong
 	// inside (references, bad operands) with their ranges.
 	v, diags := attr.Expr.Value(nil)
 	if diags.HasErrors() {
-		return nil, diags
+		return nil, nil, diags
 	}
 	if v.IsNull() || !(v.Type().IsObjectType() || v.Type().IsMapType()) {
-		return nil, hcl.Diagnostics{errAt(attr.Expr.Range(), "Incorrect attribute value type",
+		return nil, nil, hcl.Diagnostics{errAt(attr.Expr.Range(), "Incorrect attribute value type",
 			"settings must be a map of daemon.json keys to values, like { \"live-restore\" = true }.")}
 	}
 	pairs, d := hcl.ExprMap(attr.Expr)
 	if d.HasErrors() {
-		return nil, hcl.Diagnostics{errAt(attr.Expr.Range(), "Incorrect attribute value type",
+		return nil, nil, hcl.Diagnostics{errAt(attr.Expr.Range(), "Incorrect attribute value type",
 			"settings must be written as a map, like { \"live-restore\" = true }.")}
 	}
 	var out []managedKey
+	var remap *remapUser
 	seen := map[string]hcl.Range{}
 	for _, kv := range pairs {
 		key, d := keyString(kv.Key)
@@ -184,6 +198,19 @@ func decodeSettings(attr *hcl.Attribute, attrs hcl.Attributes) ([]managedKey, hc
 				Detail: fmt.Sprintf("daemon.json keys are written with dashes; did you mean %q?", dashed), Subject: kr.Ptr()})
 		}
 		var raw json.RawMessage
+		if key == "userns-remap" {
+			v, vd := kv.Value.Value(nil)
+			if vd.HasErrors() || v.IsNull() || v.Type() != cty.String {
+				diags = append(diags, errAt(kv.Value.Range(), "Invalid userns-remap", "userns-remap must be a string, like \"default\"."))
+				continue
+			}
+			r, rd := decodeRemap(v.AsString(), kv.Value.Range())
+			diags = append(diags, rd...)
+			if rd.HasErrors() {
+				continue
+			}
+			remap = &r
+		}
 		if key == "log-opts" {
 			// dockerd takes log-opts as a map of strings only; unlike the
 			// log_opts attribute, settings are written as given, so say so.
@@ -197,7 +224,7 @@ func decodeSettings(attr *hcl.Attribute, attrs hcl.Attributes) ([]managedKey, hc
 		}
 		out = append(out, managedKey{Member{key, raw}, hcl.RangeBetween(kr, kv.Value.Range())})
 	}
-	return out, diags
+	return out, remap, diags
 }
 
 // duplicate reports a key given twice in one map: HCL keeps the last
@@ -280,6 +307,10 @@ func decodeLogOpts(expr hcl.Expression, convert bool) (json.RawMessage, hcl.Diag
 		case val.Type() == cty.String:
 			s = val.AsString()
 		case convert && val.Type() == cty.Number:
+			if err := config.CheckNumber(val); err != nil {
+				diags = append(diags, errAt(kv.Value.Range(), "Invalid log option", fmt.Sprintf("%s: %v.", key, err)))
+				continue
+			}
 			s = numberText(val.AsBigFloat())
 		case convert && val.Type() == cty.Bool:
 			s = fmt.Sprint(val.True())
@@ -392,6 +423,9 @@ func ctyJSON(v cty.Value) (json.RawMessage, error) {
 	case t == cty.String:
 		return jsonString(v.AsString()), nil
 	case t == cty.Number:
+		if err := config.CheckNumber(v); err != nil {
+			return nil, err
+		}
 		return json.RawMessage(numberText(v.AsBigFloat())), nil
 	case t == cty.Bool:
 		if v.True() {

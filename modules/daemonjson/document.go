@@ -8,6 +8,7 @@ import (
 	"io"
 	"math/big"
 	"sort"
+	"strconv"
 	"strings"
 	"unicode/utf8"
 
@@ -65,17 +66,69 @@ func (e *SyntaxError) Error() string { return fmt.Sprintf("%d:%d: %s", e.Line, e
 
 var utf8BOM = []byte("\xef\xbb\xbf")
 
+// Limits on a daemon.json, far above any dockerd configuration (a few KB;
+// its deepest settings, builder garbage-collection policies, nest six
+// levels): a file beyond them is refused as not valid rather than read.
+// At the limits a plan takes 18 MB RSS (with 1 MiB, a file of numbers: 88 MB,
+// too close to the resident agent's MemoryMax of 128 MB).
+const (
+	MaxDocumentSize  = 256 << 10
+	MaxDocumentDepth = 32
+)
+
+// jsonShape scans JSON text for its nesting: the offset of the first
+// bracket or brace that opens a level deeper than MaxDocumentDepth (or of
+// the deepest level's first one), and the depth reached. Strings are
+// skipped; the text need not be valid.
+func jsonShape(data []byte) (at, depth int) {
+	d := 0
+	inString := false
+	for i := 0; i < len(data); i++ {
+		c := data[i]
+		switch {
+		case inString && c == '\\':
+			i++
+		case inString:
+			inString = c != '"'
+		case c == '"':
+			inString = true
+		case c == '[' || c == '{':
+			d++
+			if d > depth {
+				at, depth = i, d
+				if depth > MaxDocumentDepth {
+					return at, depth
+				}
+			}
+		case c == ']' || c == '}':
+			d--
+		}
+	}
+	return at, depth
+}
+
 // Parse reads a daemon.json. It keeps the top-level keys in order and each
 // value's bytes as written, so that keys dockward does not manage can be
 // written back unchanged. An empty (or all-whitespace) file is an empty
 // object, as dockerd reads it. Anything else that is not one JSON object is
-// a *SyntaxError with its line and column.
+// a *SyntaxError with its line and column, and so is a file larger than
+// MaxDocumentSize or nested deeper than MaxDocumentDepth.
 func Parse(data []byte) (*Document, error) {
 	// dockerd accepts a UTF-8 byte order mark (moby#21394); editors on other
 	// systems write one.
 	data = bytes.TrimPrefix(data, utf8BOM)
+	if len(data) > MaxDocumentSize {
+		return nil, &SyntaxError{Line: 1, Column: 1, Msg: fmt.Sprintf(
+			"the file is %d bytes, larger than the %d (256 KiB) dockward reads; dockerd's configuration is a few KB", len(data), MaxDocumentSize)}
+	}
 	if len(bytes.TrimSpace(data)) == 0 {
 		return &Document{}, nil
+	}
+	// Before decoding: encoding/json allows 10,000 levels, and re-indenting
+	// a deep value costs its depth on every line.
+	if at, depth := jsonShape(data); depth > MaxDocumentDepth {
+		return nil, syntaxErrorAt(data, at, fmt.Sprintf(
+			"nested more than %d levels deep; dockerd's settings nest a few", MaxDocumentDepth))
 	}
 	// Validate the whole input first: Unmarshal reports the offset in data
 	// of the first problem, including trailing garbage after the object.
@@ -239,10 +292,16 @@ func Diff(before, after *Document) []agent.Change {
 
 // Render writes a document as daemon.json: a two-space indented object and
 // a trailing newline. Values are re-indented, never re-encoded: strings
-// keep their escapes and numbers their digits.
+// keep their escapes and numbers their digits. Re-indenting costs each
+// line its depth in spaces; when that would make the file larger than
+// Parse accepts, values are written compact instead, one key a line, so
+// what is written can always be read back.
 func Render(doc *Document) []byte {
 	if len(doc.Members) == 0 {
 		return []byte("{}\n")
+	}
+	if indentedSize(doc) > MaxDocumentSize {
+		return renderCompact(doc)
 	}
 	var buf bytes.Buffer
 	buf.WriteString("{\n")
@@ -264,6 +323,97 @@ func Render(doc *Document) []byte {
 	return buf.Bytes()
 }
 
+// indentedSize bounds from above the size Render's indented form takes:
+// every byte once, and at most one line break with its indentation per
+// structural character.
+func indentedSize(doc *Document) int {
+	n := 4
+	for _, m := range doc.Members {
+		_, depth := jsonShape(m.Value)
+		lines := 0
+		inString := false
+		for i := 0; i < len(m.Value); i++ {
+			switch c := m.Value[i]; {
+			case inString && c == '\\':
+				i++
+			case inString:
+				inString = c != '"'
+			case c == '"':
+				inString = true
+			case c == '[' || c == '{' || c == ']' || c == '}' || c == ',':
+				lines++
+			}
+		}
+		n += len(m.Key) + 8 + len(m.Value) + lines*(1+2*(depth+1))
+	}
+	return n
+}
+
+func renderCompact(doc *Document) []byte {
+	var buf bytes.Buffer
+	buf.WriteString("{\n")
+	for i, m := range doc.Members {
+		buf.WriteString("  ")
+		buf.Write(jsonString(m.Key))
+		buf.WriteString(": ")
+		if err := json.Compact(&buf, m.Value); err != nil {
+			buf.Write(m.Value)
+		}
+		if i < len(doc.Members)-1 {
+			buf.WriteByte(',')
+		}
+		buf.WriteByte('\n')
+	}
+	buf.WriteString("}\n")
+	return buf.Bytes()
+}
+
+// CheckCandidate is the last check before daemon.json is written: the
+// bytes must read back as a daemon.json dockward and dockerd accept (one
+// JSON object within the limits, every number one a float64 holds).
+// The decoder refuses what JSON cannot hold, so only a mistake in dockward
+// or a value kept from the existing file gets here; either ends in an
+// error rather than in a file dockerd refuses.
+func CheckCandidate(data []byte) error {
+	if len(data) > MaxDocumentSize {
+		return fmt.Errorf("the daemon.json dockward would write is %d bytes, more than the %d (256 KiB) it reads back; nothing written", len(data), MaxDocumentSize)
+	}
+	doc, err := Parse(data)
+	if err == nil {
+		for _, m := range doc.Members {
+			if err = checkNumbers(m.Value); err != nil {
+				err = fmt.Errorf("%q: %w", m.Key, err)
+				break
+			}
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("the daemon.json dockward would write is not valid JSON for dockerd (%v); nothing written", err)
+	}
+	return nil
+}
+
+// checkNumbers refuses a JSON number no float64 holds: dockerd's decoder
+// fails on it ("cannot unmarshal number 1e400 into ... float64").
+func checkNumbers(v json.RawMessage) error {
+	dec := json.NewDecoder(bytes.NewReader(v))
+	dec.UseNumber()
+	for {
+		tok, err := dec.Token()
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if n, ok := tok.(json.Number); ok {
+			if _, err := strconv.ParseFloat(string(n), 64); err != nil {
+				return fmt.Errorf("%s is beyond what a float64 holds", n)
+			}
+		}
+	}
+}
+
 // Compact returns v as one line of JSON, for plan output.
 func Compact(v json.RawMessage) string {
 	var buf bytes.Buffer
@@ -277,6 +427,9 @@ func Compact(v json.RawMessage) string {
 // whitespace, key order, string escapes and number spelling (3, 3.0, 3e0)
 // do not count. Invalid JSON compares by its bytes.
 func Equal(a, b json.RawMessage) bool {
+	if bytes.Equal(a, b) {
+		return true // the common case, and free: most keys are kept as they are
+	}
 	ca, errA := Canonical(a)
 	cb, errB := Canonical(b)
 	if errA != nil || errB != nil {
@@ -344,7 +497,9 @@ func writeCanonical(sb *strings.Builder, x any) {
 
 // canonicalNumber spells equal numbers alike. big.Float (not big.Rat) so
 // that an exponent like 1e999999999 costs nothing; 256 bits are far more
-// than the float64 and int64 dockerd parses into.
+// than the float64 and int64 dockerd parses into. The spelling is the
+// binary mantissa and exponent ('p'): exact, and cheap where the shortest
+// decimal ('g') cost 20 µs a number, 10 s for a 1 MiB file of numbers.
 func canonicalNumber(s string) string {
 	f, _, err := big.ParseFloat(s, 10, 256, big.ToNearestEven)
 	if err != nil {
@@ -353,7 +508,7 @@ func canonicalNumber(s string) string {
 	if f.Sign() == 0 {
 		return "0" // -0 and 0 are the same setting
 	}
-	return f.Text('g', -1)
+	return f.Text('p', 0)
 }
 
 // jsonString encodes s as a JSON string without HTML escaping, so that

@@ -142,9 +142,13 @@ func (m *Module) planFile(ctx context.Context, env *agent.Env) (*agent.Plan, err
 	if !existed {
 		changes[0].Detail = "creates " + m.cfg.Path
 	}
+	candidate := Render(after)
+	if err := CheckCandidate(candidate); err != nil {
+		return nil, fmt.Errorf("plan %s: %w", path, err)
+	}
 	st := &planState{
 		path: path, before: before, existed: existed,
-		candidate: Render(after),
+		candidate: candidate,
 		owned:     NextOwned(doc, m.cfg.Managed, owned),
 	}
 	if !env.Offline() {
@@ -255,6 +259,9 @@ func (m *Module) applyFile(ctx context.Context, env *agent.Env, plan *agent.Plan
 	// /etc/docker before docker is installed: 0755 whatever the umask,
 	// dockerd and the docker group's tools read it.
 	if err := root.MkdirAll(filepath.Dir(m.cfg.Path), 0o755); err != nil {
+		return fmt.Errorf("write %s: %w", st.path, err)
+	}
+	if err := CheckCandidate(st.candidate); err != nil {
 		return fmt.Errorf("write %s: %w", st.path, err)
 	}
 	if err := root.WriteAtomic(m.cfg.Path, st.candidate, filePerm); err != nil {

@@ -119,17 +119,18 @@ service "docker" {
 		r := x.Subject
 		got = append(got, d{x.Summary, r.Start.Line, r.Start.Column, lines[r.Start.Line-1][r.Start.Column-1 : r.End.Column-1]})
 	}
+	// In file order: config.Decode orders diagnostics by position.
 	want := []d{
 		{"Invalid unit name", 5, 9, `"docker"`},
-		{"Unsupported argument", 13, 3, "rolback"},
 		{"Invalid value", 6, 16, `"started"`},
 		{"Incorrect attribute value type", 7, 16, `"yes"`},
+		{"Reference to undeclared block", 8, 17, "docker_deamon"},
 		{"Invalid reference", 8, 32, `"subordinate_ids.dockremap"`},
 		{"Invalid value", 9, 16, `"http"`},
 		{"Invalid duration", 10, 16, `"soon"`},
 		{"Incorrect attribute value type", 11, 16, "1"},
 		{"Invalid path", 12, 19, `"run/docker.sock"`},
-		{"Reference to undeclared block", 8, 17, "docker_deamon"},
+		{"Unsupported argument", 13, 3, "rolback"},
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("diagnostics (-want +got):\n%s\n%s", diff, diags)

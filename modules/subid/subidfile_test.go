@@ -125,6 +125,8 @@ func FuzzParse(f *testing.F) {
 	for _, s := range []string{
 		"", "\n", "alice:100000:65536\n", "alice:100000:65536", "# c\n\n1000:1:2\nb:3:4",
 		"a:0100:1\n", "a:1:2:3\n", ":1:2\n", "x:4294967294:1\n", "x:1:4294967295\n", " # c\r\n",
+		// Hostile: overflowing numbers, signs, NULs, a range past 2^32.
+		"a:99999999999999999999:1\n", "a:-1:1\n", "a:+1:1\n", "a:1:0\n", "\x00:1:1\n", "a:4294967295:4294967295\n", "a:1e3:1\n",
 	} {
 		f.Add([]byte(s))
 	}
