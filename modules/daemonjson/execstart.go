@@ -29,6 +29,9 @@ type UnitExec struct {
 	Environment []string
 	// EnvironmentFiles holds the unit's EnvironmentFile= settings in order.
 	EnvironmentFiles []EnvFile
+	// ActiveState is the unit's ActiveState when it was read ("active",
+	// "inactive", ...); empty when the reader does not know it.
+	ActiveState string
 }
 
 // EnvFile is one EnvironmentFile= setting.
@@ -76,7 +79,12 @@ func (SystemdUnits) ReadUnit(ctx context.Context, unit string) (*UnitExec, error
 	if err != nil {
 		return nil, err
 	}
-	return unitExecFromProps(props)
+	ue, err := unitExecFromProps(props)
+	if err != nil {
+		return nil, err
+	}
+	ue.ActiveState = u.ActiveState
+	return ue, nil
 }
 
 // unitExecFromProps decodes the org.freedesktop.systemd1.Service properties

@@ -264,6 +264,12 @@ func (m *Module) detectSwitch(ctx context.Context, env *agent.Env, withBlockers 
 		}
 	}
 
+	if m.dockerStopped(ctx, env) {
+		// Not a question for the Engine API: with docker.socket, systemd
+		// holds the socket and a request waits for dockerd's start, which
+		// (dockward-firstboot is ordered before docker) waits for us.
+		return m.detectOnDisk(env, now, next)
+	}
 	ctx, cancel := context.WithTimeout(ctx, engineTimeout)
 	defer cancel()
 	cli, err := m.engine()
@@ -332,6 +338,29 @@ func (m *Module) detectOnDisk(env *agent.Env, now, next dataRoot) (*dataSwitch, 
 	}
 	sw.Hidden = cur.Minus(sw.Holds)
 	return sw, nil
+}
+
+// dockerStopped reports whether systemd says the docker unit is neither
+// running nor starting. Without systemd, or when the unit cannot be read,
+// it says false: the Engine API is asked, and a refused connection still
+// means stopped.
+func (m *Module) dockerStopped(ctx context.Context, env *agent.Env) bool {
+	units := m.Units
+	if units == nil {
+		units = SystemdUnits{}
+	}
+	ctx, cancel := context.WithTimeout(ctx, unitTimeout)
+	defer cancel()
+	ue, err := units.ReadUnit(ctx, m.Unit)
+	if err != nil || ue.ActiveState == "" {
+		return false
+	}
+	switch ue.ActiveState {
+	case "active", "reloading", "activating", "deactivating":
+		return false
+	}
+	env.Logger().WithField("unit", m.Unit).Debugf("%s is %s: reading its data root from its files", m.Unit, ue.ActiveState)
+	return true
 }
 
 // unitDataRoot is the --data-root docker.service gives dockerd, if any.

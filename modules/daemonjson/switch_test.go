@@ -559,3 +559,42 @@ func TestSwitchUnderTheUnitsDataRoot(t *testing.T) {
 		}
 	}
 }
+
+type inactiveUnit struct{}
+
+func (inactiveUnit) ReadUnit(context.Context, string) (*UnitExec, error) {
+	return &UnitExec{ExecStart: [][]string{{"/usr/sbin/dockerd", "-H", "fd://"}}, ActiveState: "inactive"}, nil
+}
+
+// dockward-firstboot runs before docker.service, and docker.socket holds
+// the Engine API's socket: a request there waits for a dockerd whose start
+// waits for dockward. When systemd says the unit is not running, the switch
+// is read from the files and the Engine API is not asked at all.
+func TestSwitchWithDockerInactiveDoesNotAskTheEngineAPI(t *testing.T) {
+	asked := make(chan struct{}, 1)
+	hang := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case asked <- struct{}{}:
+		default:
+		}
+		<-r.Context().Done() // a socket-activated daemon that never comes
+	})
+	c := newSwitchCase(t, withSwitch(""), hang)
+	c.m.Units = inactiveUnit{}
+	c.file("etc/docker/daemon.json", `{"log-driver": "json-file"}`)
+	c.file("var/lib/docker/volumes/appdata/_data/hello", "hello\n")
+	c.subIDsPlanned(100000, true)
+	text, p := c.planText()
+	select {
+	case <-asked:
+		t.Fatal("plan asked the Engine API of a docker that systemd says is inactive")
+	default:
+	}
+	if !strings.Contains(text, "volume appdata") {
+		t.Errorf("plan does not show the volume read from the files:\n%s", text)
+	}
+	var refused *SwitchRefusedError
+	if err := c.m.Gate(context.Background(), c.env, c.m.ID(), p); !errors.As(err, &refused) {
+		t.Errorf("Gate = %v, want a refusal", err)
+	}
+}
