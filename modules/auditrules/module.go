@@ -1,0 +1,258 @@
+package auditrules
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"path/filepath"
+	"strings"
+
+	"github.com/dockward/dockward/agent"
+	"github.com/dockward/dockward/agent/managedfile"
+	"github.com/dockward/dockward/modules/internal/systemd"
+	"github.com/sirupsen/logrus"
+)
+
+// perm is the rules file's mode and owner: as augenrules makes audit.rules,
+// root's alone to write, not for others to read (it tells what is watched).
+var perm = managedfile.RootOwned(0o640)
+
+// Module converges the rules file and the kernel's rules.
+type Module struct {
+	b *Block
+	// units and auditd are the host; nil means the real ones (systemd over
+	// D-Bus, the audit tools), made per run.
+	units  Units
+	auditd Auditd
+}
+
+// New makes the module for a decoded block (the registry's constructor).
+func New(b *Block) *Module { return &Module{b: b} }
+
+// ID implements agent.Module.
+func (m *Module) ID() string { return m.b.ID() }
+
+// state is what Apply needs of the plan.
+type state struct {
+	want  []byte
+	seen  *managedfile.File // the file as Plan read it
+	write bool              // content differs
+	fix   bool              // only mode or owner differ
+	load  bool
+}
+
+// targetLoad names the kernel's rules in a plan.
+const targetLoad = "kernel audit rules"
+
+// host returns the units and auditd of this run and a closer.
+func (m *Module) host(env *agent.Env) (Units, Auditd, func()) {
+	if m.units != nil || m.auditd != nil {
+		return m.units, m.auditd, func() {}
+	}
+	if env.Offline() || !hasSystemBus() {
+		return systemdUnits{}, realAuditd{}, func() {}
+	}
+	conn := systemd.New(systemd.DialSystem)
+	return systemdUnits{conn}, realAuditd{conn}, conn.Close
+}
+
+func logger(env *agent.Env) *logrus.Entry {
+	if env.Log != nil {
+		return env.Log
+	}
+	l := logrus.New()
+	l.SetOutput(bytes.NewBuffer(nil))
+	return logrus.NewEntry(l)
+}
+
+// Plan resolves the paths to watch on this host, renders the rules file and
+// compares it with the one on disk; when auditd runs (and load is on), it
+// compares the kernel's rules with the file. Under --root it plans the file
+// only: nothing is loaded into a tree.
+func (m *Module) Plan(ctx context.Context, env *agent.Env) (*agent.Plan, error) {
+	units, auditd, done := m.host(env)
+	defer done()
+	root, err := managedfile.Open(env.Root)
+	if err != nil {
+		return nil, err
+	}
+	defer root.Close()
+	ws, err := Resolve(ctx, root, units)
+	if err != nil {
+		return nil, err
+	}
+	st := &state{want: Render(m.b.Key, ws)}
+	if st.seen, err = root.Read(m.b.Path, managedfile.DefaultLimit); err != nil {
+		return nil, err
+	}
+	var changes []agent.Change
+	switch {
+	case !st.seen.Exists:
+		st.write = true
+		changes = append(changes, agent.Change{Action: agent.Create, Target: m.b.Path,
+			New: fmt.Sprintf("%d watch rules", len(ws)), Detail: watchList(ws)})
+	case !bytes.Equal(st.seen.Data, st.want):
+		st.write = true
+		old := ParseRules(st.seen.Data, m.b.Key)
+		changes = append(changes, agent.Change{Action: agent.Update, Target: m.b.Path,
+			Old: fmt.Sprintf("%d watch rules", len(old)), New: fmt.Sprintf("%d watch rules", len(ws)),
+			Detail: ruleDiff(old, ws)})
+	default:
+		if o, w, ok := managedfile.Drift(st.seen, perm); ok {
+			st.fix = true
+			changes = append(changes, agent.Change{Action: agent.Update, Target: m.b.Path, Old: o, New: w, Metadata: true})
+		}
+	}
+
+	// The kernel's side. The file is right for auditd's next start in
+	// every case below; only a running auditd needs telling.
+	log := logger(env)
+	note := ""
+	switch {
+	case env.Offline():
+		note = "offline (--root): the file is written, nothing is loaded"
+	case !m.b.Load:
+		note = "load = false: auditd reads the file when it next starts"
+	default:
+		as, why, err := auditd.State(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("read auditd's state: %w", err)
+		}
+		switch as {
+		case AuditdMissing:
+			note = "auditd is not installed (" + why + "): nothing loads these rules until it is (dockward installs no packages; its .deb recommends auditd)"
+		case AuditdStopped:
+			note = "auditd is not running (" + why + "): it loads the file when it starts"
+		case AuditdRunning:
+			loaded, lerr := auditd.Loaded(ctx)
+			missing := missingWatches(ParseRules(loaded, m.b.Key), ws)
+			switch {
+			case lerr != nil:
+				st.load = true
+				changes = append(changes, agent.Change{Action: agent.Update, Target: targetLoad, New: "augenrules --load",
+					Detail: "cannot read the kernel's rules: " + lerr.Error()})
+			case st.write || len(missing) > 0:
+				st.load = true
+				d := "load " + m.b.Path + " into the running auditd"
+				if len(missing) > 0 {
+					d = "not loaded: " + strings.Join(missing, " ")
+				}
+				changes = append(changes, agent.Change{Action: agent.Update, Target: targetLoad, New: "augenrules --load", Detail: d})
+			}
+		}
+	}
+	if note != "" {
+		for i := range changes {
+			if changes[i].Target == m.b.Path && !changes[i].Metadata {
+				changes[i].Detail = strings.TrimPrefix(changes[i].Detail+"; "+note, "; ")
+			}
+		}
+		if len(changes) > 0 {
+			log.Warn(note)
+		} else {
+			log.Info(note)
+		}
+	}
+	return &agent.Plan{Changes: changes, State: st}, nil
+}
+
+// Apply writes the file, then loads it. These are two steps, each safe on
+// its own: a load that fails leaves the file written and right (auditd
+// reads it at its next start, the next plan shows the load again) and the
+// error says what failed.
+func (m *Module) Apply(ctx context.Context, env *agent.Env, plan *agent.Plan) error {
+	st, ok := plan.State.(*state)
+	if !ok {
+		return fmt.Errorf("audit_rules: apply without a plan of its own")
+	}
+	_, auditd, done := m.host(env)
+	defer done()
+	root, err := managedfile.Open(env.Root)
+	if err != nil {
+		return err
+	}
+	defer root.Close()
+	if st.write || st.fix {
+		cur, err := root.Read(m.b.Path, managedfile.DefaultLimit)
+		if err != nil {
+			return err
+		}
+		if cur.Exists != st.seen.Exists || !bytes.Equal(cur.Data, st.seen.Data) {
+			return fmt.Errorf("%s changed since the plan; plan again", cur.Path)
+		}
+	}
+	if st.write {
+		if err := root.MkdirAll(filepath.Dir(m.b.Path), 0o750); err != nil {
+			return err
+		}
+		if err := root.WriteAtomic(m.b.Path, st.want, perm); err != nil {
+			return err
+		}
+	} else if st.fix {
+		if err := root.FixPerm(m.b.Path, perm); err != nil {
+			return err
+		}
+	}
+	if st.load {
+		if err := auditd.Load(ctx); err != nil {
+			return fmt.Errorf("%s is written, but loading it failed: %w", root.Path(m.b.Path), err)
+		}
+	}
+	if _, _, err := root.CleanTemp(filepath.Dir(m.b.Path)); err != nil {
+		logger(env).WithError(err).Warn("cleaning temp files")
+	}
+	return nil
+}
+
+// WatchedFiles implements agent.FileWatcher: the rules file (an edit or a
+// removal is drift).
+func (m *Module) WatchedFiles(env *agent.Env) []string {
+	return []string{env.Path(m.b.Path)}
+}
+
+var _ agent.FileWatcher = (*Module)(nil)
+
+func watchList(ws []Watch) string {
+	var b strings.Builder
+	for i, w := range ws {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		fmt.Fprintf(&b, "%s %s", w.CIS, w.Path)
+	}
+	return b.String()
+}
+
+// ruleDiff names the watched paths added and removed.
+func ruleDiff(old map[string]bool, ws []Watch) string {
+	var add, del []string
+	now := map[string]bool{}
+	for _, w := range ws {
+		now[w.Path] = true
+		if !old[w.Path] {
+			add = append(add, "+"+w.Path)
+		}
+	}
+	for p := range old {
+		if !now[p] {
+			del = append(del, "-"+p)
+		}
+	}
+	sortStrings(del)
+	if len(add)+len(del) == 0 {
+		return "same paths, file text differs"
+	}
+	return strings.Join(append(add, del...), " ")
+}
+
+// missingWatches are the paths of ws the kernel does not watch.
+func missingWatches(loaded map[string]bool, ws []Watch) []string {
+	var out []string
+	for _, w := range ws {
+		if !loaded[w.Path] {
+			out = append(out, w.Path)
+		}
+	}
+	return out
+}
+
