@@ -117,4 +117,3 @@ func (realAuditd) Load(ctx context.Context) error {
 	_, err := run(ctx, "augenrules", "--load")
 	return err
 }
-

@@ -255,4 +255,3 @@ func missingWatches(loaded map[string]bool, ws []Watch) []string {
 	}
 	return out
 }
-
