@@ -24,7 +24,13 @@ type Module struct {
 	// D-Bus, the audit tools), made per run.
 	units  Units
 	auditd Auditd
+	// treeIsLive, in tests, plans a --root tree as the live system would
+	// be planned, with the fakes standing for systemd and auditd.
+	treeIsLive bool
 }
+
+// offline reports whether nothing live may be asked or loaded.
+func (m *Module) offline(env *agent.Env) bool { return env.Offline() && !m.treeIsLive }
 
 // New makes the module for a decoded block (the registry's constructor).
 func New(b *Block) *Module { return &Module{b: b} }
@@ -49,7 +55,7 @@ func (m *Module) host(env *agent.Env) (Units, Auditd, func()) {
 	if m.units != nil || m.auditd != nil {
 		return m.units, m.auditd, func() {}
 	}
-	if env.Offline() || !hasSystemBus() {
+	if m.offline(env) || !hasSystemBus() {
 		return systemdUnits{}, realAuditd{}, func() {}
 	}
 	conn := systemd.New(systemd.DialSystem)
@@ -109,7 +115,7 @@ func (m *Module) Plan(ctx context.Context, env *agent.Env) (*agent.Plan, error) 
 	log := logger(env)
 	note := ""
 	switch {
-	case env.Offline():
+	case m.offline(env):
 		note = "offline (--root): the file is written, nothing is loaded"
 	case !m.b.Load:
 		note = "load = false: auditd reads the file when it next starts"
