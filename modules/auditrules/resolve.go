@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"os"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -98,8 +99,8 @@ func Resolve(ctx context.Context, root *managedfile.Root, units Units) ([]Watch,
 			}
 		}
 		cands = append(cands, t.Paths...)
-		for _, p := range cands {
-			p = filepath.Clean(p)
+		for i := 0; i < len(cands); i++ {
+			p := filepath.Clean(cands[i])
 			if seen[p] {
 				continue
 			}
@@ -111,6 +112,14 @@ func Resolve(ctx context.Context, root *managedfile.Root, units Units) ([]Watch,
 				return nil, fmt.Errorf("resolve %s (%s %s): %w", root.Path(p), t.CIS, t.What, err)
 			}
 			seen[p] = true
+			if fi.Mode()&fs.ModeSymlink != 0 {
+				// A watch on a link sees changes to the link, not to the
+				// file it names (/usr/bin/runc -> ../sbin/runc): the
+				// target is watched too, right after it.
+				if target, ok := linkTarget(root, p); ok {
+					cands = append(cands[:i+1], append([]string{target}, cands[i+1:]...)...)
+				}
+			}
 			if st, ok := fi.Sys().(*syscall.Stat_t); ok {
 				id := [2]uint64{st.Dev, st.Ino}
 				if seenID[id] {
@@ -143,4 +152,17 @@ func flagValues(lines [][]string, flag string) []string {
 		}
 	}
 	return out
+}
+
+// linkTarget is the host path a link at p names (one hop; the next hop is
+// resolved when the target is a candidate in its turn).
+func linkTarget(root *managedfile.Root, p string) (string, bool) {
+	t, err := os.Readlink(root.Path(p))
+	if err != nil || t == "" {
+		return "", false
+	}
+	if !filepath.IsAbs(t) {
+		t = filepath.Join(filepath.Dir(p), t)
+	}
+	return filepath.Clean(t), true
 }

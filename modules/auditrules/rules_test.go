@@ -54,8 +54,16 @@ func TestResolveDockerCEWithoutSystemd(t *testing.T) {
 	root := t.TempDir()
 	for _, p := range []string{"/usr/bin/dockerd", "/usr/bin/runc", "/etc/systemd/system/docker.service",
 		"/lib/systemd/system/docker.socket", "/etc/containerd/config.toml", "/etc/sysconfig/docker",
-		"/usr/bin/containerd-shim", "/usr/bin/containerd-shim-runc-v1"} {
+		"/usr/bin/containerd-shim", "/usr/bin/containerd-shim-runc-v1", "/opt/runc/runc"} {
 		mkfile(t, filepath.Join(root, p))
+	}
+	// /usr/local/bin/runc is a link: the link is watched (it is what is on
+	// PATH), and so is the file it names.
+	if err := os.MkdirAll(filepath.Join(root, "usr/local/bin"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("../../../opt/runc/runc", filepath.Join(root, "usr/local/bin/runc")); err != nil {
+		t.Fatal(err)
 	}
 	r, _ := managedfile.Open(root)
 	defer r.Close()
@@ -71,6 +79,8 @@ func TestResolveDockerCEWithoutSystemd(t *testing.T) {
 		"1.1.13 /etc/sysconfig/docker",
 		"1.1.15 /usr/bin/containerd-shim",
 		"1.1.16 /usr/bin/containerd-shim-runc-v1",
+		"1.1.18 /usr/local/bin/runc",
+		"1.1.18 /opt/runc/runc",
 		"1.1.18 /usr/bin/runc",
 	}
 	if diff := cmp.Diff(want, paths(ws)); diff != "" {
