@@ -32,15 +32,12 @@ docker_daemon {
     "icc"               = false # no traffic between containers on docker0
     "userland-proxy"    = false # published ports through iptables, not a proxy
     "log-level"         = "info"  # CIS 2.x: neither debug's volume nor warn's silence
-    # CIS 2.x: a default open-files limit for containers; soft 65536 stops a
-    # runaway process early, hard 1048576 (what containerd gives today)
-    # lets a program that raises its own limit keep working. No nproc
-    # default: under userns-remap every container's processes count
-    # against one host UID.
-    "default-ulimits" = { nofile = { Name = "nofile", Soft = 65536, Hard = 1048576 } }
-    # Not set on purpose (README, "CIS section 2"): iptables stays Docker's
-    # default true, no insecure-registries, no experimental, no
-    # seccomp-profile (Docker's default profile applies).
+    # Not set on purpose (README, "CIS Docker Benchmark section 2"):
+    # iptables stays Docker's default true, no insecure-registries, no
+    # experimental, no seccomp-profile (Docker's default profile applies),
+    # no default-ulimits (no value is safe on every host: a hard limit above
+    # the host's own makes every container fail to start, a low one breaks
+    # programs that need many files).
   }
   # Check the candidate file with `dockerd --validate` before writing it.
   validate = true

@@ -46,7 +46,6 @@ docker_daemon {
     "icc"               = false
     "userland-proxy"    = false
     "log-level"         = "info"
-    "default-ulimits"   = { nofile = { Name = "nofile", Soft = 65536, Hard = 1048576 } }
   }
   validate = true
 }
@@ -63,7 +62,7 @@ func TestDecode(t *testing.T) {
 		{"design example", designExample, "/etc/docker/daemon.json", true, []string{
 			`userns-remap="default"`, `log-driver="json-file"`, `log-opts={"max-size":"10m","max-file":"3"}`,
 			`no-new-privileges=true`, `live-restore=true`, `icc=false`, `userland-proxy=false`,
-			`log-level="info"`, `default-ulimits={"nofile":{"Name":"nofile","Soft":65536,"Hard":1048576}}`,
+			`log-level="info"`,
 		}},
 		{"empty block manages nothing", `docker_daemon {}`, DefaultPath, true, nil},
 		{"written order, not attribute order", `docker_daemon {
