@@ -51,6 +51,13 @@ for p in "${paths[@]}"; do
 		expect_contains "$loaded" "$p" "the kernel watches $p"
 	fi
 done
+# At boot auditd loads its rules before containerd makes /run/containerd:
+# dockward's tmpfiles.d entry makes it first, as containerd would.
+tmpfiles=/etc/tmpfiles.d/dockward-audit-rules.conf
+if grep -q -- '-w /run/containerd/' "$rules"; then
+	check "$tmpfiles makes /run/containerd as it is now" grep -qxF "d /run/containerd $(stat -c %04a /run/containerd) root root -" "$tmpfiles"
+	check "systemd-tmpfiles takes $tmpfiles" systemd-tmpfiles --create "$tmpfiles"
+fi
 if ! $auditd_active; then
 	note "auditd is not running here: the rules are in the file for auditd's start, not in a kernel"
 	expect_exit 0 dw plan --only audit_rules

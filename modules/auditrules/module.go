@@ -38,6 +38,9 @@ func New(b *Block) *Module { return &Module{b: b} }
 // ID implements agent.Module.
 func (m *Module) ID() string { return m.b.ID() }
 
+// tmpfilesPerm is the tmpfiles.d entry's, as every file of that directory.
+var tmpfilesPerm = managedfile.RootOwned(0o644)
+
 // state is what Apply needs of the plan.
 type state struct {
 	want  []byte
@@ -45,6 +48,12 @@ type state struct {
 	write bool              // content differs
 	fix   bool              // only mode or owner differ
 	load  bool
+	// The tmpfiles.d entry: its wanted content (nil: none), as Plan read
+	// it, and what to do.
+	tmpWant  []byte
+	tmpSeen  *managedfile.File
+	tmpWrite bool
+	tmpFix   bool
 }
 
 // targetLoad names the kernel's rules in a plan.
@@ -91,7 +100,33 @@ func (m *Module) Plan(ctx context.Context, env *agent.Env) (*agent.Plan, error) 
 	if st.seen, err = root.Read(m.b.Path, managedfile.DefaultLimit); err != nil {
 		return nil, err
 	}
+	dirs, err := RuntimeDirs(root, ws)
+	if err != nil {
+		return nil, err
+	}
+	st.tmpWant = RenderTmpfiles(dirs)
+	if st.tmpSeen, err = root.Read(TmpfilesPath, managedfile.DefaultLimit); err != nil {
+		return nil, err
+	}
 	var changes []agent.Change
+	// The tmpfiles.d entry first: Apply writes it before the rules.
+	tmpDetail := "so that at boot the directories below /run exist when auditd loads the rules"
+	switch {
+	case st.tmpWant == nil && st.tmpSeen.Exists:
+		st.tmpWrite = true
+		changes = append(changes, agent.Change{Action: agent.Delete, Target: TmpfilesPath, Detail: "no watch below /run needs it"})
+	case st.tmpWant != nil && !st.tmpSeen.Exists:
+		st.tmpWrite = true
+		changes = append(changes, agent.Change{Action: agent.Create, Target: TmpfilesPath, New: dirList(dirs), Detail: tmpDetail})
+	case st.tmpWant != nil && !bytes.Equal(st.tmpSeen.Data, st.tmpWant):
+		st.tmpWrite = true
+		changes = append(changes, agent.Change{Action: agent.Update, Target: TmpfilesPath, New: dirList(dirs), Detail: tmpDetail})
+	case st.tmpWant != nil:
+		if o, w, ok := managedfile.Drift(st.tmpSeen, tmpfilesPerm); ok {
+			st.tmpFix = true
+			changes = append(changes, agent.Change{Action: agent.Update, Target: TmpfilesPath, Old: o, New: w, Metadata: true})
+		}
+	}
 	switch {
 	case !st.seen.Exists:
 		st.write = true
@@ -178,6 +213,11 @@ func (m *Module) Apply(ctx context.Context, env *agent.Env, plan *agent.Plan) er
 		return err
 	}
 	defer root.Close()
+	if st.tmpWrite || st.tmpFix {
+		if err := m.applyTmpfiles(root, st); err != nil {
+			return err
+		}
+	}
 	if st.write || st.fix {
 		cur, err := root.Read(m.b.Path, managedfile.DefaultLimit)
 		if err != nil {
@@ -210,10 +250,44 @@ func (m *Module) Apply(ctx context.Context, env *agent.Env, plan *agent.Plan) er
 	return nil
 }
 
+// applyTmpfiles writes, corrects or removes the tmpfiles.d entry. It is a
+// step of its own: written before the rules, it is harmless without them
+// (it makes a directory containerd makes anyway).
+func (m *Module) applyTmpfiles(root *managedfile.Root, st *state) error {
+	cur, err := root.Read(TmpfilesPath, managedfile.DefaultLimit)
+	if err != nil {
+		return err
+	}
+	if cur.Exists != st.tmpSeen.Exists || !bytes.Equal(cur.Data, st.tmpSeen.Data) {
+		return fmt.Errorf("%s changed since the plan; plan again", cur.Path)
+	}
+	switch {
+	case st.tmpWant == nil:
+		if err := root.Remove(TmpfilesPath); err != nil {
+			return err
+		}
+		return root.SyncDir(filepath.Dir(TmpfilesPath))
+	case st.tmpWrite:
+		if err := root.MkdirAll(filepath.Dir(TmpfilesPath), 0o755); err != nil {
+			return err
+		}
+		return root.WriteAtomic(TmpfilesPath, st.tmpWant, tmpfilesPerm)
+	}
+	return root.FixPerm(TmpfilesPath, tmpfilesPerm)
+}
+
+func dirList(dirs []RuntimeDir) string {
+	var out []string
+	for _, d := range dirs {
+		out = append(out, fmt.Sprintf("%s %04o", d.Path, d.Mode))
+	}
+	return strings.Join(out, ", ")
+}
+
 // WatchedFiles implements agent.FileWatcher: the rules file (an edit or a
 // removal is drift).
 func (m *Module) WatchedFiles(env *agent.Env) []string {
-	return []string{env.Path(m.b.Path)}
+	return []string{env.Path(m.b.Path), env.Path(TmpfilesPath)}
 }
 
 var _ agent.FileWatcher = (*Module)(nil)

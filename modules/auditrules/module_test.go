@@ -49,11 +49,12 @@ func TestPlanApplyPlanAuditdStates(t *testing.T) {
 			a := &fakeAuditd{state: tc.state, file: env.Path(DefaultPath)}
 			m := newModule(t, `audit_rules {}`, a)
 			p := plan(t, m, env)
-			if len(p.Changes) == 0 || p.Changes[0].Action != agent.Create || p.Changes[0].Target != DefaultPath {
+			c := change(p, DefaultPath)
+			if c == nil || c.Action != agent.Create || change(p, TmpfilesPath) == nil {
 				t.Fatalf("plan: %+v", p.Changes)
 			}
-			if tc.note != "" && !strings.Contains(p.Changes[0].Detail, tc.note) {
-				t.Errorf("plan does not say %q: %q", tc.note, p.Changes[0].Detail)
+			if tc.note != "" && !strings.Contains(c.Detail, tc.note) {
+				t.Errorf("plan does not say %q: %q", tc.note, c.Detail)
 			}
 			if err := m.Apply(context.Background(), env, p); err != nil {
 				t.Fatal(err)
@@ -103,7 +104,7 @@ func TestLoadFailure(t *testing.T) {
 		loadErr: fmt.Errorf("augenrules --load: exit status 1: There was an error in line 5 of /etc/audit/audit.rules")}
 	m := newModule(t, `audit_rules {}`, a)
 	p := plan(t, m, env)
-	if len(p.Changes) != 2 || p.Changes[1].Target != targetLoad || !strings.Contains(p.Changes[1].Detail, "cannot read the kernel's rules") {
+	if c := change(p, targetLoad); len(p.Changes) != 3 || c == nil || !strings.Contains(c.Detail, "cannot read the kernel's rules") {
 		t.Fatalf("plan: %+v", p.Changes)
 	}
 	err := m.Apply(context.Background(), env, p)
@@ -127,7 +128,7 @@ func TestOfflineWritesOnly(t *testing.T) {
 	debianTree(t, env.Root)
 	m := New(decodeBlock(t, `audit_rules {}`))
 	p := plan(t, m, env)
-	if len(p.Changes) != 1 || !strings.Contains(p.Changes[0].Detail, "offline") {
+	if c := change(p, DefaultPath); len(p.Changes) != 2 || c == nil || !strings.Contains(c.Detail, "offline") {
 		t.Fatalf("plan: %+v", p.Changes)
 	}
 	if err := m.Apply(context.Background(), env, p); err != nil {
@@ -262,5 +263,58 @@ func TestPlanGolden(t *testing.T) {
 			}
 			agenttest.Golden(t, filepath.Join("testdata", tc.name+".golden"), sb.String())
 		})
+	}
+}
+
+// change returns the plan's change of target, or nil.
+func change(p *agent.Plan, target string) *agent.Change {
+	for i := range p.Changes {
+		if p.Changes[i].Target == target {
+			return &p.Changes[i]
+		}
+	}
+	return nil
+}
+
+// The tmpfiles.d entry makes, at boot, the directories below /run that the
+// watches need, with their mode and owner on the host; it goes away when no
+// watch needs it.
+func TestTmpfilesEntry(t *testing.T) {
+	env := rootEnv(t)
+	debianTree(t, env.Root)
+	if err := os.Chmod(env.Path("/run/containerd"), 0o711); err != nil {
+		t.Fatal(err)
+	}
+	m := New(decodeBlock(t, `audit_rules {}`))
+	if err := m.Apply(context.Background(), env, plan(t, m, env)); err != nil {
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile(env.Path(TmpfilesPath))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasSuffix(string(data), "\nd /run/containerd 0711 root root -\n") {
+		t.Fatalf("tmpfiles entry:\n%s", data)
+	}
+	if fi, _ := os.Stat(env.Path(TmpfilesPath)); fi.Mode().Perm() != 0o644 {
+		t.Fatalf("mode %v", fi.Mode())
+	}
+	// containerd gone (not installed any more): no watch below /run needs
+	// a directory, the entry is removed.
+	if err := os.RemoveAll(env.Path("/run/containerd")); err != nil {
+		t.Fatal(err)
+	}
+	p := plan(t, m, env)
+	if c := change(p, TmpfilesPath); c == nil || c.Action != agent.Delete {
+		t.Fatalf("plan: %+v", p.Changes)
+	}
+	if err := m.Apply(context.Background(), env, p); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(env.Path(TmpfilesPath)); !os.IsNotExist(err) {
+		t.Fatalf("entry not removed: %v", err)
+	}
+	if p := plan(t, m, env); !p.Empty() {
+		t.Fatalf("plan after apply: %+v", p.Changes)
 	}
 }

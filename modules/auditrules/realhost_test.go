@@ -65,7 +65,14 @@ func TestRealHost(t *testing.T) {
 	if err := json.Unmarshal([]byte(out[:strings.LastIndex(out, "}")+1]), &rep); err != nil {
 		t.Fatalf("plan json: %v\n%s", err, out)
 	}
-	if len(rep.Modules) != 1 || len(rep.Modules[0].Changes) == 0 || !strings.Contains(rep.Modules[0].Changes[0].Detail, "auditd is not installed") {
+	if len(rep.Modules) != 1 {
+		t.Fatalf("plan: %s", out)
+	}
+	said := false
+	for _, c := range rep.Modules[0].Changes {
+		said = said || c.Target == DefaultPath && strings.Contains(c.Detail, "auditd is not installed")
+	}
+	if !said {
 		t.Fatalf("plan does not say auditd is missing: %s", out)
 	}
 	if out, code := inMachine(t, m, "dockward", "apply", "--only", "audit_rules"); code != 2 {
@@ -110,6 +117,14 @@ func TestRealHost(t *testing.T) {
 	if got := strings.TrimSpace(m.MustRun(t, "stat", "-c", "%a %U:%G", DefaultPath)); got != "640 root:root" {
 		t.Errorf("rules file: %s", got)
 	}
+	// The tmpfiles.d entry names /run/containerd as containerd made it,
+	// and systemd-tmpfiles takes it.
+	entry := m.MustRun(t, "cat", TmpfilesPath)
+	mode := strings.TrimSpace(m.MustRun(t, "stat", "-c", "%04a", "/run/containerd"))
+	if !strings.Contains(entry, "d /run/containerd "+mode+" root root -\n") {
+		t.Errorf("tmpfiles entry (mode %s):\n%s", mode, entry)
+	}
+	m.MustRun(t, "systemd-tmpfiles", "--create", TmpfilesPath)
 	if out, code := inMachine(t, m, "dockward", "plan", "--only", "audit_rules"); code != 0 {
 		t.Fatalf("plan after apply: exit %d\n%s", code, out)
 	}
@@ -201,6 +216,11 @@ func TestRealHostWithAuditd(t *testing.T) {
 	}
 	if rules := m.MustRun(t, "cat", DefaultPath); !strings.Contains(rules, "-w /etc/docker -p wa -k docker") {
 		t.Fatalf("rules file:\n%s", rules)
+	}
+	// The boot order the tmpfiles.d entry relies on: auditd starts after
+	// systemd-tmpfiles-setup.service.
+	if after := m.MustRun(t, "systemctl", "show", "-p", "After", "--value", "auditd.service"); !strings.Contains(after, "systemd-tmpfiles-setup.service") {
+		t.Errorf("auditd.service is not ordered after systemd-tmpfiles-setup.service: %s", after)
 	}
 	// augenrules --check reads rules.d as auditd's start would: our file
 	// is among what it would load.

@@ -166,3 +166,21 @@ func linkTarget(root *managedfile.Root, p string) (string, bool) {
 	}
 	return filepath.Clean(t), true
 }
+
+// RuntimeDirs returns, with their mode and owner on the host, the
+// directories below /run that the watches need at boot.
+func RuntimeDirs(root *managedfile.Root, ws []Watch) ([]RuntimeDir, error) {
+	var out []RuntimeDir
+	for _, d := range runtimeParents(ws) {
+		fi, err := root.Lstat(d)
+		if err != nil {
+			return nil, fmt.Errorf("resolve %s: %w", root.Path(d), err)
+		}
+		rd := RuntimeDir{Path: d, Mode: fi.Mode().Perm()}
+		if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+			rd.UID, rd.GID = int(st.Uid), int(st.Gid)
+		}
+		out = append(out, rd)
+	}
+	return out, nil
+}

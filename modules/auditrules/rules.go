@@ -3,7 +3,10 @@ package auditrules
 import (
 	"bytes"
 	"fmt"
+	"io/fs"
+	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 )
 
@@ -79,8 +82,9 @@ func runtime(p string) bool {
 // log), each after a comment naming its check. Rules for paths below /run
 // come last: at boot auditd loads the rules before containerd has made
 // /run/containerd, the kernel refuses a watch whose directory does not
-// exist, and auditctl stops at the first rule it cannot load; last, such a
-// rule costs no other rule of this file.
+// exist, and auditctl stops at the first rule it cannot load. The tmpfiles
+// entry (RenderTmpfiles) makes those directories before auditd starts;
+// should it be missing, such a rule, last, costs no other rule of the file.
 func Render(key string, ws []Watch) []byte {
 	ordered := append([]Watch(nil), ws...)
 	sort.SliceStable(ordered, func(i, j int) bool { return !runtime(ordered[i].Path) && runtime(ordered[j].Path) })
@@ -141,3 +145,67 @@ func ParseRules(text []byte, key string) map[string]bool {
 }
 
 func sortStrings(s []string) { sort.Strings(s) }
+
+// TmpfilesPath is the tmpfiles.d entry that makes, at boot, the
+// directories below /run that watches need (RenderTmpfiles).
+const TmpfilesPath = "/etc/tmpfiles.d/dockward-audit-rules.conf"
+
+// RuntimeDir is a directory below /run that a watch needs to exist when
+// auditd loads the rules at boot (/run/containerd for containerd.sock),
+// with the mode and owner its program gives it.
+type RuntimeDir struct {
+	Path     string
+	Mode     fs.FileMode
+	UID, GID int
+}
+
+// runtimeParents lists the directories strictly between /run and each
+// runtime watch's path, parents first, once each.
+func runtimeParents(ws []Watch) []string {
+	var out []string
+	seen := map[string]bool{}
+	for _, w := range ws {
+		if !runtime(w.Path) {
+			continue
+		}
+		var chain []string
+		for d := filepath.Dir(w.Path); d != "/run" && d != "/var/run" && d != "/" && d != "/var"; d = filepath.Dir(d) {
+			chain = append([]string{d}, chain...)
+		}
+		for _, d := range chain {
+			if !seen[d] {
+				seen[d] = true
+				out = append(out, d)
+			}
+		}
+	}
+	return out
+}
+
+// RenderTmpfiles is the tmpfiles.d entry for dirs: one `d` line each, so
+// that systemd-tmpfiles-setup.service, which auditd.service starts after,
+// makes them at boot as their program would. Empty when there are none
+// (the entry is then removed).
+func RenderTmpfiles(dirs []RuntimeDir) []byte {
+	if len(dirs) == 0 {
+		return nil
+	}
+	var b bytes.Buffer
+	b.WriteString("# Written by dockward (audit_rules): directories below /run that audit watches\n")
+	b.WriteString("# need at boot, when auditd loads its rules before containerd runs.\n")
+	for _, d := range dirs {
+		p := d.Path
+		if rest, ok := strings.CutPrefix(p, "/var/run/"); ok {
+			p = "/run/" + rest
+		}
+		fmt.Fprintf(&b, "d %s %04o %s %s -\n", p, d.Mode.Perm(), idName(d.UID), idName(d.GID))
+	}
+	return b.Bytes()
+}
+
+func idName(id int) string {
+	if id == 0 {
+		return "root"
+	}
+	return strconv.Itoa(id)
+}

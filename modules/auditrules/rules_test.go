@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/dockward/dockward/agent/agenttest"
@@ -157,3 +158,17 @@ func FuzzParseRules(f *testing.F) {
 }
 
 func TestMain(m *testing.M) { os.Exit(m.Run()) }
+
+func TestRenderTmpfiles(t *testing.T) {
+	ws := []Watch{{"1.1.8", "s", "/run/a/b/c.sock"}, {"1.1.4", "d", "/run/a"}, {"x", "y", "/run/a/d.sock"}, {"z", "v", "/var/run/e/f"}}
+	if diff := cmp.Diff([]string{"/run/a", "/run/a/b", "/var/run/e"}, runtimeParents(ws)); diff != "" {
+		t.Fatal(diff)
+	}
+	got := string(RenderTmpfiles([]RuntimeDir{{"/run/a", 0o711, 0, 0}, {"/var/run/e", 0o750, 0, 999}}))
+	if !strings.HasSuffix(got, "d /run/a 0711 root root -\nd /run/e 0750 root 999 -\n") {
+		t.Fatal(got)
+	}
+	if RenderTmpfiles(nil) != nil {
+		t.Fatal("no directories, no entry")
+	}
+}
