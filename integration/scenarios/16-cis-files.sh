@@ -4,21 +4,25 @@
 # host has, where systemd and PATH say it is, and Docker's files and sockets
 # (CIS 3.1 to 3.24) are no looser than the benchmark's modes and owners. A
 # loosened daemon.json and Docker socket are narrowed again by the next
-# apply, and by the agent (`dockward run`) with nobody running apply.
+# apply, and by the agent (dockward.service, in its sandbox) with nobody
+# running apply.
 # Where auditd runs (a real host, the VM), the kernel holds the rules; in
 # the sandbox machine the kernel's audit is out of reach (TESTBED.md), so
 # only the file is checked there.
 
+here=${1:?run by run.sh}
 rules=/etc/audit/rules.d/docker.rules
-conf=$(mktemp /root/dockward-16.XXXXXX.hcl)
-agent_pid=
+conf=/etc/dockward/scenario-16.hcl
+dropin=/etc/systemd/system/dockward.service.d/scenario-16.conf
+added=(/etc/dockward/scenario-16.hcl) # files this scenario put in place, removed at the end
 
 cleanup() {
-	if [[ -n $agent_pid ]]; then
-		kill "$agent_pid" 2>/dev/null
-		wait "$agent_pid" 2>/dev/null
-	fi
-	rm -f "$conf"
+	systemctl stop dockward.service 2>/dev/null
+	local f
+	for f in "${added[@]}"; do rm -f "$f"; done
+	rmdir /etc/systemd/system/dockward.service.d 2>/dev/null
+	systemctl daemon-reload
+	systemctl reset-failed dockward.service 2>/dev/null
 	"$DOCKWARD" apply >/dev/null 2>&1
 }
 trap cleanup EXIT
@@ -101,17 +105,35 @@ check "docker answers on its socket" docker version
 expect_exit 0 dw plan
 
 # --- and by the agent, with nobody running apply ---------------------------
-# Mode changes are not file events (the run loop ignores IN_ATTRIB), so the
-# agent corrects them on its backstop interval: a short one here.
+# The agent runs as the package runs it: dockward.service with its sandbox
+# (read-only /usr, writable /etc and /run), from the installed unit or
+# dist/dockward.service, with a configuration of this scenario's (a drop-in
+# points it there). Mode changes are no file events (the run loop ignores
+# inotify's attribute events), so the agent corrects them on its backstop
+# interval: a short one here.
+if ! systemctl cat dockward.service >/dev/null 2>&1; then
+	dist=
+	for d in "$here/dist" "$here/../../dist"; do [[ -f $d/dockward.service ]] && dist=$d && break; done
+	need "dist/dockward.service to install" test -n "$dist"
+	install -m 0644 "$dist/dockward.service" /etc/systemd/system/dockward.service
+	added+=(/etc/systemd/system/dockward.service)
+fi
+if [[ ! -x /usr/bin/dockward ]]; then
+	install -m 0755 "$(command -v "$DOCKWARD")" /usr/bin/dockward
+	added+=(/usr/bin/dockward)
+fi
+mkdir -p /etc/dockward /etc/systemd/system/dockward.service.d
 "$DOCKWARD" init | sed -e 's/^  interval = "5m"/  interval = "2s"/' -e 's/^  splay    = "30s"/  splay    = "1s"/' >"$conf"
 chmod 600 "$conf"
 need "the agent configuration has a 2s interval" grep -q 'interval = "2s"' "$conf"
 expect_exit 0 dw validate -c "$conf"
-"$DOCKWARD" run -c "$conf" >/dev/null 2>&1 &
-agent_pid=$!
-chmod 666 /etc/docker/daemon.json
+printf '[Service]\nExecStartPre=\nExecStartPre=/usr/bin/dockward validate -c %s\nExecStart=\nExecStart=/usr/bin/dockward run -c %s\n' "$conf" "$conf" >"$dropin"
+added+=("$dropin")
+systemctl daemon-reload
+check "dockward.service starts" timeout 150 systemctl start dockward.service
+chmod 666 /etc/docker/daemon.json /run/docker.sock
 check "the agent narrows daemon.json to 644" wait_for 60 "daemon.json 644" bash -c 'test "$(stat -c %a /etc/docker/daemon.json)" = 644'
-kill "$agent_pid"
-wait "$agent_pid" 2>/dev/null
-agent_pid=
+check "the agent narrows docker.sock to 660, in its sandbox" wait_for 60 "docker.sock 660" bash -c 'test "$(stat -L -c %a /var/run/docker.sock)" = 660'
+check "dockward.service is still active" systemctl is-active --quiet dockward.service
+systemctl stop dockward.service
 expect_exit 0 dw plan
