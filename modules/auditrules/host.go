@@ -55,6 +55,7 @@ const (
 	AuditdMissing AuditdState = iota // auditd.service unknown: auditd not installed
 	AuditdStopped                    // installed, not running: it loads the rules when it starts
 	AuditdRunning
+	AuditdUnknown // no systemd to ask (a container, no system bus)
 )
 
 // Auditd is what the module needs of the audit daemon and the kernel's
@@ -73,7 +74,7 @@ type realAuditd struct{ conn *systemd.Conn }
 
 func (a realAuditd) State(ctx context.Context) (AuditdState, string, error) {
 	if a.conn == nil {
-		return AuditdMissing, "no systemd to ask", nil
+		return AuditdUnknown, "no systemd to ask", nil
 	}
 	st, err := a.conn.State(ctx, "auditd.service")
 	if err != nil {

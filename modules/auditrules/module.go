@@ -162,6 +162,8 @@ func (m *Module) Plan(ctx context.Context, env *agent.Env) (*agent.Plan, error) 
 		switch as {
 		case AuditdMissing:
 			note = "auditd is not installed (" + why + "): nothing loads these rules until it is (dockward installs no packages; its .deb recommends auditd)"
+		case AuditdUnknown:
+			note = "cannot tell whether auditd runs (" + why + "): nothing is loaded; auditd reads the file when it starts"
 		case AuditdStopped:
 			note = "auditd is not running (" + why + "): it loads the file when it starts"
 		case AuditdRunning:

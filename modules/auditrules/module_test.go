@@ -42,6 +42,7 @@ func TestPlanApplyPlanAuditdStates(t *testing.T) {
 		{"running", AuditdRunning, 1, ""},
 		{"stopped", AuditdStopped, 0, "auditd is not running"},
 		{"missing", AuditdMissing, 0, "auditd is not installed"},
+		{"no systemd", AuditdUnknown, 0, "cannot tell whether auditd runs"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			env := rootEnv(t)

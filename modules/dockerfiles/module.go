@@ -369,22 +369,7 @@ func readIDs(root *managedfile.Root) (ids, error) {
 		if err != nil {
 			return out, err
 		}
-		for line := range strings.Lines(string(f.Data)) {
-			fields := strings.Split(strings.TrimSpace(line), ":")
-			if len(fields) < 3 {
-				continue
-			}
-			id, err := strconv.Atoi(fields[2])
-			if err != nil {
-				continue
-			}
-			if _, dup := src.names[fields[0]]; !dup {
-				src.names[fields[0]] = id
-			}
-			if _, dup := src.back[id]; !dup {
-				src.back[id] = fields[0]
-			}
-		}
+		parseIDs(f.Data, src.names, src.back)
 	}
 	// root is root even in a tree without /etc/passwd.
 	out.users["root"], out.groups["root"] = 0, 0
@@ -394,5 +379,27 @@ func readIDs(root *managedfile.Root) (ids, error) {
 func logf(env *agent.Env, format string, args ...any) {
 	if env.Log != nil {
 		env.Log.Warnf(format, args...)
+	}
+}
+
+// parseIDs reads passwd or group lines (NAME:x:ID:...) into names (the
+// first line of a name wins, as getpwnam's does) and back (the first name
+// of an ID).
+func parseIDs(data []byte, names map[string]int, back map[int]string) {
+	for line := range strings.Lines(string(data)) {
+		fields := strings.Split(strings.TrimSpace(line), ":")
+		if len(fields) < 3 || fields[0] == "" {
+			continue
+		}
+		id, err := strconv.Atoi(fields[2])
+		if err != nil || id < 0 {
+			continue
+		}
+		if _, dup := names[fields[0]]; !dup {
+			names[fields[0]] = id
+		}
+		if _, dup := back[id]; !dup {
+			back[id] = fields[0]
+		}
 	}
 }
