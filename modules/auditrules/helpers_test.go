@@ -68,7 +68,7 @@ func (f *fakeAuditd) Load(context.Context) error {
 // /usr/sbin, units in /usr/lib/systemd/system, /lib a link to usr/lib as on
 // merged /usr, containerd's runtime directory and socket (a plain file
 // here), and no /etc/sysconfig.
-func debianTree(t *testing.T, root string) {
+func debianTree(t testing.TB, root string) {
 	t.Helper()
 	for _, p := range []string{
 		"/usr/sbin/dockerd", "/usr/bin/containerd", "/usr/bin/containerd-shim-runc-v2", "/usr/sbin/runc",
@@ -83,7 +83,7 @@ func debianTree(t *testing.T, root string) {
 	}
 }
 
-func mkfile(t *testing.T, p string) {
+func mkfile(t testing.TB, p string) {
 	t.Helper()
 	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
 		t.Fatal(err)
@@ -100,7 +100,7 @@ var debianUnits = fakeUnits{
 	"containerd.service": {FragmentPath: "/usr/lib/systemd/system/containerd.service", ExecStart: [][]string{{"/usr/bin/containerd"}}},
 }
 
-func rootEnv(t *testing.T) *agent.Env {
+func rootEnv(t testing.TB) *agent.Env {
 	root := t.TempDir()
 	return &agent.Env{Root: root, StateDir: filepath.Join(root, "var/lib/dockward")}
 }

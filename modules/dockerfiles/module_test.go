@@ -28,7 +28,7 @@ type fakeUnits map[string]string
 
 func (f fakeUnits) FragmentPath(_ context.Context, unit string) (string, error) { return f[unit], nil }
 
-func put(t *testing.T, p string, mode os.FileMode, data string) {
+func put(t testing.TB, p string, mode os.FileMode, data string) {
 	t.Helper()
 	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
 		t.Fatal(err)
@@ -52,7 +52,7 @@ func modeOf(t *testing.T, p string) string {
 
 // looseTree is a host whose Docker files are all too open, except the TLS
 // key, already stricter than the benchmark (0000), which must stay.
-func looseTree(t *testing.T, root string) {
+func looseTree(t testing.TB, root string) {
 	t.Helper()
 	put(t, root+"/usr/lib/systemd/system/docker.service", 0o664, "")
 	put(t, root+"/usr/lib/systemd/system/docker.socket", 0o644, "")
@@ -68,7 +68,7 @@ func looseTree(t *testing.T, root string) {
 	}
 }
 
-func rootEnv(t *testing.T) *agent.Env {
+func rootEnv(t testing.TB) *agent.Env {
 	root := t.TempDir()
 	return &agent.Env{Root: root, StateDir: filepath.Join(root, "var/lib/dockward")}
 }
