@@ -70,7 +70,7 @@ func decode(hb *hcl.Block) (config.Block, hcl.Diagnostics) {
 			}
 			c := filepath.Clean(p)
 			if !filepath.IsAbs(p) || filepath.Dir(c) != rulesDir || !strings.HasSuffix(c, ".rules") || c == rulesDir+"/.rules" {
-				d = hcl.Diagnostics{errAt(a.Expr.Range(), "Invalid path",
+				d = hcl.Diagnostics{config.ErrAt(a.Expr.Range(), "Invalid path",
 					fmt.Sprintf("%q: augenrules reads only files named *.rules directly in %s; use a name like %q.", p, rulesDir, DefaultPath))}
 				break
 			}
@@ -79,7 +79,7 @@ func decode(hb *hcl.Block) (config.Block, hcl.Diagnostics) {
 			var k string
 			k, d = config.String(a)
 			if !d.HasErrors() && !keyRE.MatchString(k) {
-				d = hcl.Diagnostics{errAt(a.Expr.Range(), "Invalid key",
+				d = hcl.Diagnostics{config.ErrAt(a.Expr.Range(), "Invalid key",
 					fmt.Sprintf("%q: an audit key is 1 to 64 letters, digits or _ . : -, like \"docker\".", k))}
 			}
 			if !d.HasErrors() {
@@ -91,8 +91,4 @@ func decode(hb *hcl.Block) (config.Block, hcl.Diagnostics) {
 		diags = append(diags, d...)
 	}
 	return b, diags
-}
-
-func errAt(rng hcl.Range, summary, detail string) *hcl.Diagnostic {
-	return &hcl.Diagnostic{Severity: hcl.DiagError, Summary: summary, Detail: detail, Subject: rng.Ptr()}
 }

@@ -10,7 +10,6 @@ import (
 	"github.com/dockward/dockward/agent"
 	"github.com/dockward/dockward/agent/managedfile"
 	"github.com/dockward/dockward/modules/internal/systemd"
-	"github.com/sirupsen/logrus"
 )
 
 // perm is the rules file's mode and owner: as augenrules makes audit.rules,
@@ -69,15 +68,6 @@ func (m *Module) host(env *agent.Env) (Units, Auditd, func()) {
 	}
 	conn := systemd.New(systemd.DialSystem)
 	return systemdUnits{conn}, realAuditd{conn}, conn.Close
-}
-
-func logger(env *agent.Env) *logrus.Entry {
-	if env.Log != nil {
-		return env.Log
-	}
-	l := logrus.New()
-	l.SetOutput(bytes.NewBuffer(nil))
-	return logrus.NewEntry(l)
 }
 
 // Plan resolves the paths to watch on this host, renders the rules file and
@@ -146,8 +136,10 @@ func (m *Module) Plan(ctx context.Context, env *agent.Env) (*agent.Plan, error) 
 	}
 
 	// The kernel's side. The file is right for auditd's next start in
-	// every case below; only a running auditd needs telling.
-	log := logger(env)
+	// every case below; only a running auditd needs telling. What auditd
+	// being absent or stopped leaves undone is pending: apply cannot make
+	// it, and it is no failure.
+	var pending []agent.Pending
 	note := ""
 	switch {
 	case m.offline(env):
@@ -161,11 +153,14 @@ func (m *Module) Plan(ctx context.Context, env *agent.Env) (*agent.Plan, error) 
 		}
 		switch as {
 		case AuditdMissing:
-			note = "auditd is not installed (" + why + "): nothing loads these rules until it is (dockward installs no packages; its .deb recommends auditd)"
+			pending = append(pending, agent.Pending{Target: targetLoad, Detail: "auditd is not installed (" + why +
+				"): nothing loads " + m.b.Path + " until it is (dockward installs no packages; its .deb recommends auditd)"})
 		case AuditdUnknown:
-			note = "cannot tell whether auditd runs (" + why + "): nothing is loaded; auditd reads the file when it starts"
+			pending = append(pending, agent.Pending{Target: targetLoad, Detail: "cannot tell whether auditd runs (" + why +
+				"): nothing is loaded; auditd reads " + m.b.Path + " when it starts"})
 		case AuditdStopped:
-			note = "auditd is not running (" + why + "): it loads the file when it starts"
+			pending = append(pending, agent.Pending{Target: targetLoad, Detail: "auditd is not running (" + why +
+				"): it loads " + m.b.Path + " when it starts"})
 		case AuditdRunning:
 			loaded, lerr := auditd.Loaded(ctx)
 			missing := missingWatches(ParseRules(loaded, m.b.Key), ws)
@@ -190,13 +185,11 @@ func (m *Module) Plan(ctx context.Context, env *agent.Env) (*agent.Plan, error) 
 				changes[i].Detail = strings.TrimPrefix(changes[i].Detail+"; "+note, "; ")
 			}
 		}
-		if len(changes) > 0 {
-			log.Warn(note)
-		} else {
-			log.Info(note)
-		}
 	}
-	return &agent.Plan{Changes: changes, State: st}, nil
+	for _, p := range pending {
+		env.Logger().Debug(p.Detail)
+	}
+	return &agent.Plan{Changes: changes, State: st, Pending: pending}, nil
 }
 
 // Apply writes the file, then loads it. These are two steps, each safe on
@@ -247,7 +240,7 @@ func (m *Module) Apply(ctx context.Context, env *agent.Env, plan *agent.Plan) er
 		}
 	}
 	if _, _, err := root.CleanTemp(filepath.Dir(m.b.Path)); err != nil {
-		logger(env).WithError(err).Warn("cleaning temp files")
+		env.Logger().WithError(err).Warn("cleaning temp files")
 	}
 	return nil
 }

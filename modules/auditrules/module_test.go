@@ -54,8 +54,11 @@ func TestPlanApplyPlanAuditdStates(t *testing.T) {
 			if c == nil || c.Action != agent.Create || change(p, TmpfilesPath) == nil {
 				t.Fatalf("plan: %+v", p.Changes)
 			}
-			if tc.note != "" && !strings.Contains(c.Detail, tc.note) {
-				t.Errorf("plan does not say %q: %q", tc.note, c.Detail)
+			if tc.note != "" && (len(p.Pending) != 1 || p.Pending[0].Target != targetLoad || !strings.Contains(p.Pending[0].Detail, tc.note)) {
+				t.Errorf("plan does not say %q as pending: %+v", tc.note, p.Pending)
+			}
+			if tc.note == "" && len(p.Pending) != 0 {
+				t.Errorf("pending: %+v", p.Pending)
 			}
 			if err := m.Apply(context.Background(), env, p); err != nil {
 				t.Fatal(err)
@@ -67,8 +70,13 @@ func TestPlanApplyPlanAuditdStates(t *testing.T) {
 			if err != nil || fi.Mode().Perm() != 0o640 {
 				t.Fatalf("rules file: %v %v", fi, err)
 			}
-			if p := plan(t, m, env); !p.Empty() {
+			p = plan(t, m, env)
+			if !p.Empty() {
 				t.Fatalf("plan after apply: %+v", p.Changes)
+			}
+			// Converged, the plan still says what waits for auditd.
+			if (tc.note != "") != (len(p.Pending) == 1) {
+				t.Fatalf("pending after apply: %+v", p.Pending)
 			}
 		})
 	}
@@ -259,8 +267,12 @@ func TestPlanGolden(t *testing.T) {
 			debianTree(t, env.Root)
 			m := newModule(t, `audit_rules {}`, &fakeAuditd{state: tc.state})
 			var sb strings.Builder
-			for _, c := range plan(t, m, env).Changes {
+			p := plan(t, m, env)
+			for _, c := range p.Changes {
 				fmt.Fprintf(&sb, "%s %s: %q -> %q\n    %s\n", c.Action, c.Target, c.Old, c.New, c.Detail)
+			}
+			for _, pe := range p.Pending {
+				fmt.Fprintf(&sb, "pending %s: %s\n", pe.Target, pe.Detail)
 			}
 			agenttest.Golden(t, filepath.Join("testdata", tc.name+".golden"), sb.String())
 		})

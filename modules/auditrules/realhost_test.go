@@ -48,6 +48,9 @@ type report struct {
 		Changes []struct {
 			Target, Detail string
 		} `json:"changes"`
+		Pending []struct {
+			Target, Detail string
+		} `json:"pending"`
 	} `json:"modules"`
 }
 
@@ -69,8 +72,8 @@ func TestRealHost(t *testing.T) {
 		t.Fatalf("plan: %s", out)
 	}
 	said := false
-	for _, c := range rep.Modules[0].Changes {
-		said = said || c.Target == DefaultPath && strings.Contains(c.Detail, "auditd is not installed")
+	for _, p := range rep.Modules[0].Pending {
+		said = said || p.Target == targetLoad && strings.Contains(p.Detail, "auditd is not installed")
 	}
 	if !said {
 		t.Fatalf("plan does not say auditd is missing: %s", out)

@@ -54,12 +54,12 @@ func decode(hb *hcl.Block) (config.Block, hcl.Diagnostics) {
 		fc, d := fb.Body.Content(fileSchema)
 		diags = append(diags, d...)
 		if !filepath.IsAbs(p) {
-			diags = append(diags, errAt(lr, "Invalid path", fmt.Sprintf("%q: a file is named by its absolute path, like \"/etc/docker/daemon.json\".", p)))
+			diags = append(diags, config.ErrAt(lr, "Invalid path", fmt.Sprintf("%q: a file is named by its absolute path, like \"/etc/docker/daemon.json\".", p)))
 			continue
 		}
 		p = filepath.Clean(p)
 		if first, dup := seen[p]; dup {
-			diags = append(diags, errAt(lr, "Duplicate file", fmt.Sprintf("%s was already declared at %s.", p, first)))
+			diags = append(diags, config.ErrAt(lr, "Duplicate file", fmt.Sprintf("%s was already declared at %s.", p, first)))
 			continue
 		}
 		seen[p] = lr
@@ -68,7 +68,7 @@ func decode(hb *hcl.Block) (config.Block, hcl.Diagnostics) {
 			s, d := config.String(a)
 			diags = append(diags, d...)
 			if !d.HasErrors() && !config.ValidUserName(s) {
-				diags = append(diags, errAt(a.Expr.Range(), "Invalid owner", fmt.Sprintf("%q is not a user name.", s)))
+				diags = append(diags, config.ErrAt(a.Expr.Range(), "Invalid owner", fmt.Sprintf("%q is not a user name.", s)))
 			}
 			spec.Owner = s
 		}
@@ -76,7 +76,7 @@ func decode(hb *hcl.Block) (config.Block, hcl.Diagnostics) {
 			s, d := config.String(a)
 			diags = append(diags, d...)
 			if !d.HasErrors() && !config.ValidUserName(s) {
-				diags = append(diags, errAt(a.Expr.Range(), "Invalid group", fmt.Sprintf("%q is not a group name.", s)))
+				diags = append(diags, config.ErrAt(a.Expr.Range(), "Invalid group", fmt.Sprintf("%q is not a group name.", s)))
 			}
 			spec.Group = s
 		}
@@ -86,12 +86,12 @@ func decode(hb *hcl.Block) (config.Block, hcl.Diagnostics) {
 			if n, err := strconv.ParseUint(s, 8, 32); err == nil && n <= 0o777 {
 				spec.Mode = fs.FileMode(n)
 			} else if !d.HasErrors() {
-				diags = append(diags, errAt(a.Expr.Range(), "Invalid mode",
+				diags = append(diags, config.ErrAt(a.Expr.Range(), "Invalid mode",
 					fmt.Sprintf("%q is not an octal file mode like \"0644\" (at most 0777).", s)))
 			}
 		} else if !hasBuiltin {
 			r := fb.DefRange
-			diags = append(diags, errAt(r, "Missing mode",
+			diags = append(diags, config.ErrAt(r, "Missing mode",
 				fmt.Sprintf("%s is not in the benchmark's table, so its mode has no default; give mode = \"0644\" or what it may be at most.", p)))
 		}
 		if spec.Owner == "" {
@@ -103,8 +103,4 @@ func decode(hb *hcl.Block) (config.Block, hcl.Diagnostics) {
 		b.Files[p] = spec
 	}
 	return b, diags
-}
-
-func errAt(rng hcl.Range, summary, detail string) *hcl.Diagnostic {
-	return &hcl.Diagnostic{Severity: hcl.DiagError, Summary: summary, Detail: detail, Subject: rng.Ptr()}
 }

@@ -233,7 +233,7 @@ func (m *Module) Plan(ctx context.Context, env *agent.Env) (*agent.Plan, error) 
 		if fi.Mode()&fs.ModeSymlink != 0 {
 			// A link's own mode means nothing; its target is another path,
 			// which a declared entry can name.
-			logf(env, "%s is a symbolic link: its target is not followed", f.Path)
+			env.Logger().Warnf("%s is a symbolic link: its target is not followed", f.Path)
 			continue
 		}
 		st := fi.Sys().(*syscall.Stat_t)
@@ -252,7 +252,7 @@ func (m *Module) Plan(ctx context.Context, env *agent.Env) (*agent.Plan, error) 
 				// docker.sock's group docker is made by Docker's package; a
 				// host without it keeps the owner, and the mode is still
 				// narrowed.
-				logf(env, "%s (%s): owner %s:%s: no such user or group on this host; owner left as it is", f.Path, f.CIS, f.Spec.Owner, f.Spec.Group)
+				env.Logger().Warnf("%s (%s): owner %s:%s: no such user or group on this host; owner left as it is", f.Path, f.CIS, f.Spec.Owner, f.Spec.Group)
 			} else if uid != fx.uid || gid != fx.gid {
 				old = append(old, fmt.Sprintf("owner %s:%s", ids.userName(fx.uid), ids.groupName(fx.gid)))
 				want = append(want, fmt.Sprintf("owner %s:%s", f.Spec.Owner, f.Spec.Group))
@@ -374,12 +374,6 @@ func readIDs(root *managedfile.Root) (ids, error) {
 	// root is root even in a tree without /etc/passwd.
 	out.users["root"], out.groups["root"] = 0, 0
 	return out, nil
-}
-
-func logf(env *agent.Env, format string, args ...any) {
-	if env.Log != nil {
-		env.Log.Warnf(format, args...)
-	}
 }
 
 // parseIDs reads passwd or group lines (NAME:x:ID:...) into names (the
