@@ -29,7 +29,7 @@ func TestDefaultConfigurationIsValid(t *testing.T) {
 	for _, b := range f.Blocks {
 		ids = append(ids, b.ID())
 	}
-	want := []string{"docker_daemon", "subordinate_ids.dockremap", "service.docker.service", "firewall"}
+	want := []string{"docker_daemon", "subordinate_ids.dockremap", "service.docker.service", "docker_files", "audit_rules", "firewall"}
 	if diff := cmp.Diff(want, ids); diff != "" {
 		t.Fatalf("blocks (-want +got):\n%s", diff)
 	}
@@ -42,8 +42,8 @@ func TestDefaultConfigurationIsValid(t *testing.T) {
 			t.Errorf("embedded default contains placeholder %q", bad)
 		}
 	}
-	if len(modules.Build(f)) != 4 {
-		t.Fatalf("default builds %d modules, want 4", len(modules.Build(f)))
+	if len(modules.Build(f)) != 6 {
+		t.Fatalf("default builds %d modules, want 6", len(modules.Build(f)))
 	}
 }
 

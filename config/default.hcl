@@ -31,6 +31,13 @@ docker_daemon {
     "live-restore"      = true  # containers survive a dockerd restart
     "icc"               = false # no traffic between containers on docker0
     "userland-proxy"    = false # published ports through iptables, not a proxy
+    "log-level"         = "info"  # CIS 2.x: neither debug's volume nor warn's silence
+    # Not set on purpose (README, "CIS Docker Benchmark section 2"):
+    # iptables stays Docker's default true, no insecure-registries, no
+    # experimental, no seccomp-profile (Docker's default profile applies),
+    # no default-ulimits (no value is safe on every host: a hard limit above
+    # the host's own makes every container fail to start, a low one breaks
+    # programs that need many files).
   }
   # Check the candidate file with `dockerd --validate` before writing it.
   validate = true
@@ -57,6 +64,22 @@ service "docker.service" {
   verify     = "docker"
   timeout    = "90s"
   rollback   = true
+}
+
+# Owner and mode of Docker's files no looser than CIS Docker Benchmark 3.1
+# to 3.24 (unit files, /etc/docker, certificates, TLS files, the Docker and
+# containerd sockets): the benchmark's table is built in; a file block
+# overrides an entry or adds one, e.g.
+#   file "/etc/docker/seccomp.json" { mode = "0644" }
+docker_files {}
+
+# Audit watch rules for CIS 1.1.3 to 1.1.18 in a file of their own, for the
+# paths Docker has on this host; loaded when auditd runs (install auditd:
+# dockward installs no packages).
+audit_rules {
+  path = "/etc/audit/rules.d/docker.rules"
+  key  = "docker"
+  load = true
 }
 
 # nftables whitelist, in its own table `inet dockward`.

@@ -10,7 +10,9 @@ import (
 
 	"github.com/dockward/dockward/agent"
 	"github.com/dockward/dockward/config"
+	"github.com/dockward/dockward/modules/auditrules"
 	"github.com/dockward/dockward/modules/daemonjson"
+	"github.com/dockward/dockward/modules/dockerfiles"
 	"github.com/dockward/dockward/modules/firewall"
 	"github.com/dockward/dockward/modules/service"
 	"github.com/dockward/dockward/modules/subid"
@@ -28,6 +30,9 @@ type Def struct {
 //   - subordinate_ids before docker_daemon: dockerd needs the ranges when
 //     it reads userns-remap;
 //   - both before service, which restarts on them;
+//   - docker_files and audit_rules after service: the sockets and
+//     /run/containerd they cover exist once Docker runs, and daemon.json
+//     once docker_daemon wrote it;
 //   - firewall last: it resolves network names through a running Docker.
 //
 // Modules of one kind run in the order their blocks are written.
@@ -35,6 +40,8 @@ var Registry = []Def{
 	def(subid.Kind, subid.NewModule),
 	def(daemonjson.Kind, daemonjson.New),
 	def(service.Kind, service.New),
+	def(dockerfiles.Kind, dockerfiles.New),
+	def(auditrules.Kind, auditrules.New),
 	def(firewall.Kind, firewall.New),
 }
 

@@ -45,6 +45,7 @@ docker_daemon {
     "live-restore"      = true
     "icc"               = false
     "userland-proxy"    = false
+    "log-level"         = "info"
   }
   validate = true
 }
@@ -61,6 +62,7 @@ func TestDecode(t *testing.T) {
 		{"design example", designExample, "/etc/docker/daemon.json", true, []string{
 			`userns-remap="default"`, `log-driver="json-file"`, `log-opts={"max-size":"10m","max-file":"3"}`,
 			`no-new-privileges=true`, `live-restore=true`, `icc=false`, `userland-proxy=false`,
+			`log-level="info"`,
 		}},
 		{"empty block manages nothing", `docker_daemon {}`, DefaultPath, true, nil},
 		{"written order, not attribute order", `docker_daemon {

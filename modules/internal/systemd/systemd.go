@@ -111,6 +111,11 @@ type UnitState struct {
 	CanReload     bool
 	JobID         uint32 // a queued or running job, 0 when none
 	Result        string // Service.Result ("success", "exit-code", ...), when read
+	// FragmentPath is the unit file systemd loaded the unit from
+	// (/usr/lib/systemd/system/docker.service); empty for a unit without
+	// one. audit_rules and docker_files watch and check the real file
+	// rather than guessing where a distribution put it.
+	FragmentPath string
 	// ActiveEnter and InactiveExit are when the unit last became active and
 	// last left inactive (began starting); zero when it never did.
 	ActiveEnter, InactiveExit time.Time
@@ -141,6 +146,7 @@ func ParseUnitState(p map[string]any) UnitState {
 	u.ActiveState, _ = p["ActiveState"].(string)
 	u.SubState, _ = p["SubState"].(string)
 	u.UnitFileState, _ = p["UnitFileState"].(string)
+	u.FragmentPath, _ = p["FragmentPath"].(string)
 	u.CanReload, _ = p["CanReload"].(bool)
 	if id, ok := p["InvocationID"].([]byte); ok && len(id) > 0 {
 		u.InvocationID = hex.EncodeToString(id)
@@ -441,4 +447,29 @@ func (s *Conn) ServiceProperties(ctx context.Context, unit string) (map[string]a
 		return nil, Classify("read "+unit+" properties", err)
 	}
 	return p, nil
+}
+
+// ExecStartArgv decodes a service's ExecStart property, a(sasbttttuii):
+// each command line's argv, argv[0] first, variables not expanded.
+func ExecStartArgv(props map[string]any) ([][]string, error) {
+	v, ok := props["ExecStart"]
+	if !ok {
+		return nil, nil
+	}
+	lines, ok := v.([][]any)
+	if !ok {
+		return nil, fmt.Errorf("ExecStart has type %T, want a(sasbttttuii)", v)
+	}
+	var out [][]string
+	for _, l := range lines {
+		if len(l) < 2 {
+			return nil, fmt.Errorf("ExecStart entry has %d fields", len(l))
+		}
+		argv, ok := l[1].([]string)
+		if !ok {
+			return nil, fmt.Errorf("ExecStart argv has type %T", l[1])
+		}
+		out = append(out, argv)
+	}
+	return out, nil
 }

@@ -57,3 +57,27 @@ func TestUnitState(t *testing.T) {
 		t.Error("a failed unit runs nothing")
 	}
 }
+
+// FragmentPath and ExecStart as godbus hands them over: the unit file
+// audit_rules and docker_files watch and check, and the command lines
+// whose argv[0] is the binary.
+func TestFragmentPathAndExecStart(t *testing.T) {
+	u := ParseUnitState(map[string]any{"FragmentPath": "/usr/lib/systemd/system/docker.service"})
+	if u.FragmentPath != "/usr/lib/systemd/system/docker.service" {
+		t.Fatalf("FragmentPath %q", u.FragmentPath)
+	}
+	argv, err := ExecStartArgv(map[string]any{"ExecStart": [][]any{
+		{"/usr/sbin/dockerd", []string{"/usr/sbin/dockerd", "-H", "fd://"}, false, uint64(0), uint64(0), uint64(0), uint64(0), uint32(0), int32(0), int32(0)},
+	}})
+	if err != nil || len(argv) != 1 || argv[0][0] != "/usr/sbin/dockerd" || argv[0][2] != "fd://" {
+		t.Fatalf("%v %v", argv, err)
+	}
+	if argv, err := ExecStartArgv(map[string]any{}); err != nil || argv != nil {
+		t.Fatalf("no ExecStart: %v %v", argv, err)
+	}
+	for _, bad := range []any{"x", [][]any{{"only one"}}, [][]any{{"p", "not argv"}}} {
+		if _, err := ExecStartArgv(map[string]any{"ExecStart": bad}); err == nil {
+			t.Errorf("%#v: no error", bad)
+		}
+	}
+}
