@@ -271,3 +271,14 @@ func TestOfflineSkipsNeverPass(t *testing.T) {
 		}
 	}
 }
+
+// Every check has a unique name and ID, and a title.
+func TestCatalogueNames(t *testing.T) {
+	names, ids := map[string]bool{}, map[string]bool{}
+	for _, c := range Catalogue {
+		if names[c.Name] || ids[c.ID] || c.Title == "" {
+			t.Errorf("%s %s: duplicate or untitled", c.ID, c.Name)
+		}
+		names[c.Name], ids[c.ID] = true, true
+	}
+}

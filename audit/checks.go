@@ -169,7 +169,8 @@ func sectionOne() []Check {
 		if name == "" {
 			name = "dockerd"
 		}
-		cs = append(cs, Check{ID: w.id, Name: "audit-" + filepath.Base(name), Title: "Ensure auditing is configured for " + w.what, target: name, run: func(e *judgeEnv) []result {
+		slug := strings.ReplaceAll(strings.TrimPrefix(strings.TrimPrefix(name, "/usr/bin/"), "/"), "/", "-")
+		cs = append(cs, Check{ID: w.id, Name: "audit-" + slug, Title: "Ensure auditing is configured for " + w.what, target: name, run: func(e *judgeEnv) []result {
 			paths := w.paths(e.s)
 			if len(paths) == 0 {
 				return []result{skip(name + " does not exist on this host")}

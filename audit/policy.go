@@ -378,7 +378,7 @@ func sectionFourFive() []Check {
 			}
 			return good("seccomp profile applies")
 		}),
-		containerCheck("5.25", "cgroup-parent", "Ensure that cgroup usage is confirmed", func(e *judgeEnv, c *container.InspectResponse) result {
+		containerCheck("5.25", "container-cgroup-parent", "Ensure that cgroup usage is confirmed", func(e *judgeEnv, c *container.InspectResponse) result {
 			if c.HostConfig.CgroupParent == "" {
 				return good("default cgroup parent")
 			}

@@ -123,7 +123,9 @@ type gatherOptions struct {
 var unitDirs = []string{"/etc/systemd/system", "/run/systemd/system", "/usr/local/lib/systemd/system", "/lib/systemd/system", "/usr/lib/systemd/system"}
 
 // binDirs is where programs are looked for besides the running daemon.
-var binDirs = []string{"/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin"}
+// /usr/bin comes first among the system directories: it is the
+// benchmark's literal path, watched where it exists.
+var binDirs = []string{"/usr/local/sbin", "/usr/local/bin", "/usr/bin", "/usr/sbin", "/sbin", "/bin"}
 
 // programs are the binaries section 1.1 audits.
 var programs = []string{"dockerd", "containerd", "containerd-shim", "containerd-shim-runc-v1", "containerd-shim-runc-v2", "runc"}
@@ -248,15 +250,23 @@ func (s *Snapshot) gatherFiles(root string) {
 	if root == "" {
 		s.DockerdArgs, s.Binaries["dockerd"] = runningDockerd()
 	}
+	// One path per file: /bin is /usr/bin on merged-/usr systems, so
+	// candidates are told apart by where they resolve to.
 	for _, prog := range programs {
-		for _, d := range append(binDirs, "/usr/bin") {
+		seen := map[string]bool{}
+		for _, p := range s.Binaries[prog] {
+			if real, err := filepath.EvalSymlinks(at(p)); err == nil {
+				seen[real] = true
+			}
+		}
+		for _, d := range binDirs {
 			p := filepath.Join(d, prog)
-			if slices.Contains(s.Binaries[prog], p) {
+			real, err := filepath.EvalSymlinks(at(p))
+			if err != nil || seen[real] || slices.Contains(s.Binaries[prog], p) {
 				continue
 			}
-			if st := statFile(at(p)); st.Exists {
-				s.Binaries[prog] = append(s.Binaries[prog], p)
-			}
+			seen[real] = true
+			s.Binaries[prog] = append(s.Binaries[prog], p)
 		}
 	}
 
