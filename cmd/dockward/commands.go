@@ -146,7 +146,7 @@ var commands = []*command{
 	},
 	{
 		name: "audit", group: "Inspecting the host",
-		summary: "read-only CIS Docker Benchmark checks of the live host and its containers",
+		summary: "CIS Docker Benchmark checks of the live host and its containers",
 		text:    "Check the live host without changing anything, against the CIS Docker Benchmark (sections 1 to 5, numbered as v1.6.0) and dockward's own checks: audit rules, dockerd's settings, the owner and mode of Docker's files, and each running container against the configuration's container_policy, naming the field at fault. Each finding passes, fails, is skipped with its reason or is waived (the configuration's audit block) with its reason; skipped and waived findings never pass. -c names the configuration (its remap user, container policy, waivers and firewall table; the embedded default without one).",
 		flags:   []*flagSpec{flagConfig, flagAuditFormat},
 		exits:   []exitCode{{0, "no check failed"}, {4, "a check failed"}, {1, "usage or configuration error"}},
