@@ -121,39 +121,73 @@ var checkCases = []checkCase{
 	{"2.16", "userland proxy", func(s *Snapshot, _ *Policy) { delete(s.DaemonJSON, "userland-proxy") }, Fail},
 	{"2.17", "seccomp unconfined", func(s *Snapshot, _ *Policy) { s.Info.SecurityOptions = []string{"name=seccomp,profile=unconfined"} }, Fail},
 	{"2.18", "experimental", func(s *Snapshot, _ *Policy) { s.Info.ExperimentalBuild = true }, Fail},
-	{"3.1", "owned by a user", func(s *Snapshot, _ *Policy) { s.Files["/lib/systemd/system/docker.service"] = FileStat{Exists: true, UID: 1000, Mode: 0o644} }, Fail},
-	{"3.2", "group-writable", func(s *Snapshot, _ *Policy) { s.Files["/lib/systemd/system/docker.service"] = FileStat{Exists: true, Mode: 0o664} }, Fail},
-	{"3.3", "owned by a group", func(s *Snapshot, _ *Policy) { s.Files["/lib/systemd/system/docker.socket"] = FileStat{Exists: true, GID: 5, Mode: 0o644} }, Fail},
-	{"3.4", "world-writable", func(s *Snapshot, _ *Policy) { s.Files["/lib/systemd/system/docker.socket"] = FileStat{Exists: true, Mode: 0o646} }, Fail},
+	{"3.1", "owned by a user", func(s *Snapshot, _ *Policy) {
+		s.Files["/lib/systemd/system/docker.service"] = FileStat{Exists: true, UID: 1000, Mode: 0o644}
+	}, Fail},
+	{"3.2", "group-writable", func(s *Snapshot, _ *Policy) {
+		s.Files["/lib/systemd/system/docker.service"] = FileStat{Exists: true, Mode: 0o664}
+	}, Fail},
+	{"3.3", "owned by a group", func(s *Snapshot, _ *Policy) {
+		s.Files["/lib/systemd/system/docker.socket"] = FileStat{Exists: true, GID: 5, Mode: 0o644}
+	}, Fail},
+	{"3.4", "world-writable", func(s *Snapshot, _ *Policy) {
+		s.Files["/lib/systemd/system/docker.socket"] = FileStat{Exists: true, Mode: 0o646}
+	}, Fail},
 	{"3.4", "no unit", func(s *Snapshot, _ *Policy) { delete(s.Units, "docker.socket") }, Skip},
-	{"3.5", "owned by a user", func(s *Snapshot, _ *Policy) { s.Files["/etc/docker"] = FileStat{Exists: true, UID: 1, Mode: fs.ModeDir | 0o755} }, Fail},
-	{"3.6", "group-writable", func(s *Snapshot, _ *Policy) { s.Files["/etc/docker"] = FileStat{Exists: true, Mode: fs.ModeDir | 0o775} }, Fail},
+	{"3.5", "owned by a user", func(s *Snapshot, _ *Policy) {
+		s.Files["/etc/docker"] = FileStat{Exists: true, UID: 1, Mode: fs.ModeDir | 0o755}
+	}, Fail},
+	{"3.6", "group-writable", func(s *Snapshot, _ *Policy) {
+		s.Files["/etc/docker"] = FileStat{Exists: true, Mode: fs.ModeDir | 0o775}
+	}, Fail},
 	{"3.7", "owned by a user", func(s *Snapshot, _ *Policy) { s.Files[s.CertFiles[0]] = FileStat{Exists: true, UID: 1, Mode: 0o444} }, Fail},
 	{"3.8", "writable", func(s *Snapshot, _ *Policy) { s.Files[s.CertFiles[0]] = FileStat{Exists: true, Mode: 0o644} }, Fail},
 	{"3.8", "no certificates", func(s *Snapshot, _ *Policy) { s.CertFiles = nil }, Skip},
-	{"3.9", "owned by a user", func(s *Snapshot, _ *Policy) { s.Files["/etc/docker/ca.pem"] = FileStat{Exists: true, UID: 1, Mode: 0o444} }, Fail},
+	{"3.9", "owned by a user", func(s *Snapshot, _ *Policy) {
+		s.Files["/etc/docker/ca.pem"] = FileStat{Exists: true, UID: 1, Mode: 0o444}
+	}, Fail},
 	{"3.10", "writable", func(s *Snapshot, _ *Policy) { s.Files["/etc/docker/ca.pem"] = FileStat{Exists: true, Mode: 0o644} }, Fail},
 	{"3.10", "no TLS", func(s *Snapshot, _ *Policy) { delete(s.DaemonJSON, "tlscacert") }, Skip},
-	{"3.11", "owned by a user", func(s *Snapshot, _ *Policy) { s.Files["/etc/docker/cert.pem"] = FileStat{Exists: true, UID: 1, Mode: 0o444} }, Fail},
+	{"3.11", "owned by a user", func(s *Snapshot, _ *Policy) {
+		s.Files["/etc/docker/cert.pem"] = FileStat{Exists: true, UID: 1, Mode: 0o444}
+	}, Fail},
 	{"3.12", "writable", func(s *Snapshot, _ *Policy) { s.Files["/etc/docker/cert.pem"] = FileStat{Exists: true, Mode: 0o644} }, Fail},
-	{"3.13", "owned by a user", func(s *Snapshot, _ *Policy) { s.Files["/etc/docker/key.pem"] = FileStat{Exists: true, UID: 1, Mode: 0o400} }, Fail},
+	{"3.13", "owned by a user", func(s *Snapshot, _ *Policy) {
+		s.Files["/etc/docker/key.pem"] = FileStat{Exists: true, UID: 1, Mode: 0o400}
+	}, Fail},
 	{"3.14", "readable", func(s *Snapshot, _ *Policy) { s.Files["/etc/docker/key.pem"] = FileStat{Exists: true, Mode: 0o440} }, Fail},
-	{"3.15", "group root", func(s *Snapshot, _ *Policy) { s.Files["/var/run/docker.sock"] = FileStat{Exists: true, Mode: fs.ModeSocket | 0o660} }, Fail},
+	{"3.15", "group root", func(s *Snapshot, _ *Policy) {
+		s.Files["/var/run/docker.sock"] = FileStat{Exists: true, Mode: fs.ModeSocket | 0o660}
+	}, Fail},
 	{"3.15", "no docker group", func(s *Snapshot, _ *Policy) { delete(s.Groups, "docker") }, Skip},
-	{"3.16", "world access", func(s *Snapshot, _ *Policy) { s.Files["/var/run/docker.sock"] = FileStat{Exists: true, GID: 995, Mode: fs.ModeSocket | 0o666} }, Fail},
-	{"3.17", "owned by a user", func(s *Snapshot, _ *Policy) { s.Files["/etc/docker/daemon.json"] = FileStat{Exists: true, UID: 1, Mode: 0o644} }, Fail},
+	{"3.16", "world access", func(s *Snapshot, _ *Policy) {
+		s.Files["/var/run/docker.sock"] = FileStat{Exists: true, GID: 995, Mode: fs.ModeSocket | 0o666}
+	}, Fail},
+	{"3.17", "owned by a user", func(s *Snapshot, _ *Policy) {
+		s.Files["/etc/docker/daemon.json"] = FileStat{Exists: true, UID: 1, Mode: 0o644}
+	}, Fail},
 	{"3.18", "group-writable", func(s *Snapshot, _ *Policy) { s.Files["/etc/docker/daemon.json"] = FileStat{Exists: true, Mode: 0o664} }, Fail},
-	{"3.19", "owned by a user", func(s *Snapshot, _ *Policy) { s.Files["/etc/default/docker"] = FileStat{Exists: true, UID: 1, Mode: 0o644} }, Fail},
+	{"3.19", "owned by a user", func(s *Snapshot, _ *Policy) {
+		s.Files["/etc/default/docker"] = FileStat{Exists: true, UID: 1, Mode: 0o644}
+	}, Fail},
 	{"3.20", "world-writable", func(s *Snapshot, _ *Policy) { s.Files["/etc/default/docker"] = FileStat{Exists: true, Mode: 0o666} }, Fail},
 	{"3.21", "group-writable", func(s *Snapshot, _ *Policy) { s.Files["/etc/sysconfig/docker"] = FileStat{Exists: true, Mode: 0o664} }, Fail},
-	{"3.22", "owned by a user", func(s *Snapshot, _ *Policy) { s.Files["/etc/sysconfig/docker"] = FileStat{Exists: true, UID: 1, Mode: 0o644} }, Fail},
+	{"3.22", "owned by a user", func(s *Snapshot, _ *Policy) {
+		s.Files["/etc/sysconfig/docker"] = FileStat{Exists: true, UID: 1, Mode: 0o644}
+	}, Fail},
 	{"3.22", "missing", func(s *Snapshot, _ *Policy) { s.Files["/etc/sysconfig/docker"] = FileStat{} }, Skip},
-	{"3.23", "owned by a group", func(s *Snapshot, _ *Policy) { s.Files["/run/containerd/containerd.sock"] = FileStat{Exists: true, GID: 995, Mode: fs.ModeSocket | 0o660} }, Fail},
-	{"3.24", "world access", func(s *Snapshot, _ *Policy) { s.Files["/run/containerd/containerd.sock"] = FileStat{Exists: true, Mode: fs.ModeSocket | 0o666} }, Fail},
+	{"3.23", "owned by a group", func(s *Snapshot, _ *Policy) {
+		s.Files["/run/containerd/containerd.sock"] = FileStat{Exists: true, GID: 995, Mode: fs.ModeSocket | 0o660}
+	}, Fail},
+	{"3.24", "world access", func(s *Snapshot, _ *Policy) {
+		s.Files["/run/containerd/containerd.sock"] = FileStat{Exists: true, Mode: fs.ModeSocket | 0o666}
+	}, Fail},
 	{"4.1", "root user", func(s *Snapshot, _ *Policy) { ctr(s).Config.User = "0:0" }, Fail},
 	{"4.1", "relaxed", func(s *Snapshot, p *Policy) { ctr(s).Config.User = ""; p.NonRootUser = false }, Waived},
 	{"4.5", "no content trust", func(s *Snapshot, _ *Policy) { s.ContentTrust = "" }, Fail},
-	{"4.6", "no health check", func(s *Snapshot, _ *Policy) { ctr(s).Config.Healthcheck = &container.HealthConfig{Test: []string{"NONE"}} }, Fail},
+	{"4.6", "no health check", func(s *Snapshot, _ *Policy) {
+		ctr(s).Config.Healthcheck = &container.HealthConfig{Test: []string{"NONE"}}
+	}, Fail},
 	{"5.1", "swarm", func(s *Snapshot, _ *Policy) { s.Info.Swarm.LocalNodeState = swarm.LocalNodeStateActive }, Fail},
 	{"5.2", "unconfined", func(s *Snapshot, _ *Policy) { ctr(s).AppArmorProfile = "unconfined" }, Fail},
 	{"5.2", "no AppArmor", func(s *Snapshot, _ *Policy) { s.Info.SecurityOptions = s.Info.SecurityOptions[:4] }, Skip},
@@ -178,7 +212,10 @@ var checkCases = []checkCase{
 		ctr(s).NetworkSettings.Ports = network.PortMap{network.MustParsePort("8080/tcp"): {{HostPort: "80"}}}
 	}, Fail},
 	{"5.10", "host network", func(s *Snapshot, _ *Policy) { ctr(s).HostConfig.NetworkMode = "host" }, Fail},
-	{"5.10", "allowed", func(s *Snapshot, p *Policy) { ctr(s).HostConfig.NetworkMode = "host"; p.HostNamespaces = []string{"network"} }, Waived},
+	{"5.10", "allowed", func(s *Snapshot, p *Policy) {
+		ctr(s).HostConfig.NetworkMode = "host"
+		p.HostNamespaces = []string{"network"}
+	}, Waived},
 	{"5.11", "no memory limit", func(s *Snapshot, _ *Policy) { ctr(s).HostConfig.Memory = 0 }, Fail},
 	{"5.11", "relaxed", func(s *Snapshot, p *Policy) { ctr(s).HostConfig.Memory = 0; p.MemoryLimit = false }, Waived},
 	{"5.12", "no CPU shares", func(s *Snapshot, _ *Policy) { ctr(s).HostConfig.CPUShares = 1024 }, Fail},
@@ -190,7 +227,9 @@ var checkCases = []checkCase{
 	{"5.14", "bound to one address", func(s *Snapshot, _ *Policy) {
 		ctr(s).HostConfig.PortBindings = network.PortMap{network.MustParsePort("8080/tcp"): {{HostIP: netip.MustParseAddr("127.0.0.1"), HostPort: "8080"}}}
 	}, Pass},
-	{"5.15", "always", func(s *Snapshot, _ *Policy) { ctr(s).HostConfig.RestartPolicy = container.RestartPolicy{Name: "always"} }, Fail},
+	{"5.15", "always", func(s *Snapshot, _ *Policy) {
+		ctr(s).HostConfig.RestartPolicy = container.RestartPolicy{Name: "always"}
+	}, Fail},
 	{"5.15", "on-failure:10", func(s *Snapshot, _ *Policy) {
 		ctr(s).HostConfig.RestartPolicy = container.RestartPolicy{Name: "on-failure", MaximumRetryCount: 10}
 	}, Fail},
@@ -223,7 +262,9 @@ var checkCases = []checkCase{
 	{"5.32", "no containers", func(s *Snapshot, _ *Policy) { s.Containers = nil }, Skip},
 	{"dockward.engine", "API down", func(s *Snapshot, _ *Policy) { s.Info, s.InfoErr = nil, errors.New("connection refused") }, Fail},
 	{"dockward.log-driver", "none", func(s *Snapshot, _ *Policy) { s.Info.LoggingDriver = "none" }, Fail},
-	{"dockward.log-caps", "created before the caps", func(s *Snapshot, _ *Policy) { ctr(s).HostConfig.LogConfig.Config = map[string]string{"max-size": "100m"} }, Fail},
+	{"dockward.log-caps", "created before the caps", func(s *Snapshot, _ *Policy) {
+		ctr(s).HostConfig.LogConfig.Config = map[string]string{"max-size": "100m"}
+	}, Fail},
 	{"dockward.log-caps", "uncapped", func(s *Snapshot, _ *Policy) { ctr(s).HostConfig.LogConfig.Config = nil }, Fail},
 	{"dockward.subid-remap", "too small", func(s *Snapshot, _ *Policy) { s.SubGID = []byte("dockremap:100000:1000\n") }, Fail},
 	{"dockward.subid-overlap", "overlap", func(s *Snapshot, _ *Policy) { s.SubUID = []byte("dockremap:100000:65536\nalice:165000:65536\n") }, Fail},

@@ -3,19 +3,16 @@ package audit
 import (
 	"bytes"
 	"encoding/json"
-	"encoding/xml"
 	"flag"
 	"os"
-	"strconv"
 	"testing"
 
-	"github.com/santhosh-tekuri/jsonschema/v6"
+	"github.com/dockward/dockward/audit/audittest"
 )
 
-// testdata/schema/sarif-schema-2.1.0.json is the OASIS SARIF 2.1.0 JSON
-// schema, from
-// https://github.com/oasis-tcs/sarif-spec/blob/main/sarif-2.1/schema/sarif-schema-2.1.0.json
-// (commit e058381).
+// The SARIF output validates against the SARIF 2.1.0 JSON schema and the
+// JUnit output against the junit schema's required structure
+// (audit/audittest says how).
 //
 // -sarif FILE and -junit FILE validate a real run's output instead (the
 // acceptance scenario 15-audit-cis runs them on the sandbox machine's).
@@ -26,16 +23,7 @@ var (
 
 func validateSARIF(t *testing.T, doc []byte) {
 	t.Helper()
-	c := jsonschema.NewCompiler()
-	sch, err := c.Compile("testdata/schema/sarif-schema-2.1.0.json")
-	if err != nil {
-		t.Fatal(err)
-	}
-	v, err := jsonschema.UnmarshalJSON(bytes.NewReader(doc))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := sch.Validate(v); err != nil {
+	if err := audittest.ValidateSARIF(doc); err != nil {
 		t.Fatalf("SARIF does not validate: %v", err)
 	}
 }
@@ -79,85 +67,10 @@ func TestSARIFValidates(t *testing.T) {
 	}
 }
 
-// No pure-Go XSD validator is maintained, so the JUnit output is checked
-// with encoding/xml against what the Jenkins junit schema (jenkinsci
-// xunit-plugin, junit-10.xsd) and Ant's require: a testsuites root;
-// testsuite with name and tests; testcase with name and classname; time
-// a decimal; failure and skipped with a message; every count matching
-// its elements.
 func validateJUnit(t *testing.T, doc []byte) {
 	t.Helper()
-	type msg struct {
-		Message *string `xml:"message,attr"`
-	}
-	var root struct {
-		XMLName  xml.Name
-		Tests    string `xml:"tests,attr"`
-		Failures string `xml:"failures,attr"`
-		Skipped  string `xml:"skipped,attr"`
-		Suites   []struct {
-			Name     *string `xml:"name,attr"`
-			Tests    *string `xml:"tests,attr"`
-			Failures string  `xml:"failures,attr"`
-			Skipped  string  `xml:"skipped,attr"`
-			Time     string  `xml:"time,attr"`
-			Cases    []struct {
-				Name      *string `xml:"name,attr"`
-				Classname *string `xml:"classname,attr"`
-				Time      string  `xml:"time,attr"`
-				Failure   []msg   `xml:"failure"`
-				Error     []msg   `xml:"error"`
-				Skipped   []msg   `xml:"skipped"`
-			} `xml:"testcase"`
-		} `xml:"testsuite"`
-	}
-	if err := xml.Unmarshal(doc, &root); err != nil {
-		t.Fatalf("JUnit XML does not parse: %v", err)
-	}
-	if root.XMLName.Local != "testsuites" || len(root.Suites) == 0 {
-		t.Fatalf("root %q with %d suites", root.XMLName.Local, len(root.Suites))
-	}
-	num := func(what, s string) int {
-		n, err := strconv.Atoi(s)
-		if err != nil {
-			t.Errorf("%s %q is not a number", what, s)
-		}
-		return n
-	}
-	tot, totF, totS := 0, 0, 0
-	for _, s := range root.Suites {
-		if s.Name == nil || *s.Name == "" || s.Tests == nil {
-			t.Fatalf("testsuite without name or tests")
-		}
-		if _, err := strconv.ParseFloat(s.Time, 64); err != nil {
-			t.Errorf("suite %s time %q", *s.Name, s.Time)
-		}
-		f, sk := 0, 0
-		for _, c := range s.Cases {
-			if c.Name == nil || c.Classname == nil {
-				t.Fatalf("testcase without name or classname in %s", *s.Name)
-			}
-			if _, err := strconv.ParseFloat(c.Time, 64); err != nil {
-				t.Errorf("case %s time %q", *c.Name, c.Time)
-			}
-			if len(c.Failure)+len(c.Error)+len(c.Skipped) > 1 {
-				t.Errorf("case %s has more than one outcome", *c.Name)
-			}
-			for _, m := range append(append(c.Failure, c.Skipped...), c.Error...) {
-				if m.Message == nil || *m.Message == "" {
-					t.Errorf("case %s: outcome without a message", *c.Name)
-				}
-			}
-			f += len(c.Failure)
-			sk += len(c.Skipped)
-		}
-		if num("tests", *s.Tests) != len(s.Cases) || num("failures", s.Failures) != f || num("skipped", s.Skipped) != sk {
-			t.Errorf("suite %s counts %s/%s/%s, elements %d/%d/%d", *s.Name, *s.Tests, s.Failures, s.Skipped, len(s.Cases), f, sk)
-		}
-		tot, totF, totS = tot+len(s.Cases), totF+f, totS+sk
-	}
-	if num("tests", root.Tests) != tot || num("failures", root.Failures) != totF || num("skipped", root.Skipped) != totS {
-		t.Errorf("testsuites counts %s/%s/%s, elements %d/%d/%d", root.Tests, root.Failures, root.Skipped, tot, totF, totS)
+	if err := audittest.ValidateJUnit(doc); err != nil {
+		t.Fatalf("JUnit does not validate: %v", err)
 	}
 }
 
