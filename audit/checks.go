@@ -191,7 +191,7 @@ func sectionOne() []Check {
 // files augenrules loads (the kernel's loaded rules are not readable in
 // every container or machine; the files are what survives a reboot).
 func auditWatch(s *Snapshot, path string) result {
-	if s.AuditWatches[path] {
+	if s.AuditWatches[path] || s.Files[path].Real != "" && s.AuditWatches[s.Files[path].Real] {
 		return pass("watched by " + strings.Join(s.AuditRuleFiles, ", "))
 	}
 	if !s.AuditDir {

@@ -59,7 +59,9 @@ type Snapshot struct {
 
 	// AuditWatches is every path an audit rule file watches (-w PATH,
 	// -F path=PATH, -F dir=PATH), in /etc/audit/audit.rules and
-	// /etc/audit/rules.d/*.rules; AuditRuleFiles names the files read.
+	// /etc/audit/rules.d/*.rules, and each one's real path (the kernel
+	// resolves a watch's directory: a watch on /usr/lib/x sees /lib/x);
+	// AuditRuleFiles names the files read.
 	AuditWatches   map[string]bool
 	AuditRuleFiles []string
 	AuditDir       bool // /etc/audit exists (auditd installed)
@@ -93,7 +95,10 @@ type Snapshot struct {
 
 // FileStat is the owner and mode of one path.
 type FileStat struct {
-	Exists   bool
+	Exists bool
+	// Real is the path with every symbolic link resolved (/lib/x ->
+	// /usr/lib/x on merged-/usr systems), "" when it does not resolve.
+	Real     string
 	UID, GID uint32
 	Mode     fs.FileMode // permission bits and type
 	Err      error       // other than not-existing
@@ -268,6 +273,15 @@ func (s *Snapshot) gatherFiles(root string) {
 			seen[real] = true
 			s.Binaries[prog] = append(s.Binaries[prog], p)
 		}
+		for _, p := range s.Binaries[prog] {
+			s.Files[p] = statFile(at(p))
+		}
+	}
+	for p, st := range s.Files {
+		if st.Exists {
+			st.Real = realPath(root, p)
+			s.Files[p] = st
+		}
 	}
 
 	s.AuditWatches = map[string]bool{}
@@ -284,6 +298,9 @@ func (s *Snapshot) gatherFiles(root string) {
 		s.AuditRuleFiles = append(s.AuditRuleFiles, strings.TrimPrefix(f, root))
 		for p := range parseAuditWatches(b) {
 			s.AuditWatches[p] = true
+			if real := realPath(root, p); real != "" {
+				s.AuditWatches[real] = true
+			}
 		}
 	}
 
@@ -298,6 +315,27 @@ func (s *Snapshot) gatherFiles(root string) {
 	s.SubUID, s.SubUIDErr = os.ReadFile(at("/etc/subuid"))
 	s.SubGID, s.SubGIDErr = os.ReadFile(at("/etc/subgid"))
 	s.ContentTrust = os.Getenv("DOCKER_CONTENT_TRUST")
+}
+
+// realPath resolves the symbolic links of a host path under root ("" when
+// it does not resolve).
+func realPath(root, p string) string {
+	real, err := filepath.EvalSymlinks(filepath.Join(root, p))
+	if err != nil {
+		return ""
+	}
+	if root == "" {
+		return real
+	}
+	rootReal, err := filepath.EvalSymlinks(root)
+	if err != nil {
+		return ""
+	}
+	rel, err := filepath.Rel(rootReal, real)
+	if err != nil || strings.HasPrefix(rel, "..") {
+		return ""
+	}
+	return "/" + rel
 }
 
 func statFile(p string) FileStat {

@@ -70,7 +70,6 @@ func TestGatherFiles(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	put("/lib/systemd/system/docker.service", "", 0o644)
 	put("/etc/systemd/system/docker.service", "", 0o664)
 	put("/usr/bin/runc", "", 0o755)
 	if err := os.Symlink("usr/bin", filepath.Join(root, "bin")); err != nil {
@@ -78,7 +77,11 @@ func TestGatherFiles(t *testing.T) {
 	}
 	put("/etc/docker/daemon.json", `{"tlscacert": "/etc/docker/ca.pem"}`, 0o644)
 	put("/etc/docker/certs.d/reg:5000/ca.crt", "", 0o444)
-	put("/etc/audit/rules.d/docker.rules", "-w /usr/bin/runc -k docker\n", 0o640)
+	put("/etc/audit/rules.d/docker.rules", "-w /usr/bin/runc -k docker\n-w /usr/lib/systemd/system/docker.socket -k docker\n", 0o640)
+	put("/usr/lib/systemd/system/docker.socket", "", 0o644)
+	if err := os.Symlink("usr/lib", filepath.Join(root, "lib")); err != nil {
+		t.Fatal(err)
+	}
 	s := gather(t.Context(), gatherOptions{root: root})
 	if s.Units["docker.service"] != "/etc/systemd/system/docker.service" || s.Files["/etc/systemd/system/docker.service"].Mode.Perm() != 0o664 {
 		t.Errorf("units %v", s.Units)
@@ -91,6 +94,14 @@ func TestGatherFiles(t *testing.T) {
 	}
 	if !s.AuditWatches["/usr/bin/runc"] || !strings.HasSuffix(s.AuditRuleFiles[0], "docker.rules") {
 		t.Errorf("audit %v %v", s.AuditWatches, s.AuditRuleFiles)
+	}
+	// /lib/systemd/system/docker.socket is found first (systemd's order)
+	// and is watched through /usr/lib, where /lib leads.
+	if s.Units["docker.socket"] != "/lib/systemd/system/docker.socket" {
+		t.Errorf("docker.socket at %q", s.Units["docker.socket"])
+	}
+	if r := auditWatch(s, "/lib/systemd/system/docker.socket"); r.status != Pass {
+		t.Errorf("docker.socket watched through /usr/lib: %+v", r)
 	}
 }
 
