@@ -4,11 +4,12 @@
 # Docker socket mounted fails it (exit 4), named in the report.
 #
 # The audit reads a configuration of its own: the embedded default with
-# waivers, each with its reason, for what this host cannot have (no
-# separate partition where there is none, authorization plugin, content trust is a client setting, and, until the
-# audit_rules module is in the default, audit rules; default ulimits, which
-# the default leaves to the operator), and a container policy without limits where the
-# kernel has no cgroup controller to enforce them (the sandbox machine).
+# waivers, each with its reason, for what this test host cannot have (a
+# separate partition where there is none, an authorization plugin, content
+# trust, which is a client setting, default ulimits, which the default
+# leaves to the operator, and audit rules until the audit_rules module is
+# in the default), and a container policy without limits where the kernel
+# has no cgroup controller to enforce them (the sandbox machine).
 
 converge
 wait_docker_active
