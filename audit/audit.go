@@ -14,6 +14,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"time"
 
@@ -168,7 +169,7 @@ func Judge(s *Snapshot, opt Options) *Report {
 			if f.Target == "" {
 				f.Target = c.target
 			}
-			if w, ok := opt.Waivers[c.ID]; ok && f.Status != Skip {
+			if w, ok := opt.Waivers[c.ID]; ok && f.Status != Skip && (len(w.Targets) == 0 || slices.Contains(w.Targets, f.Target)) {
 				verdict := "would pass"
 				if f.Status == Fail {
 					verdict = "would fail"

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/dockward/dockward/agent/agenttest"
 	"github.com/dockward/dockward/config"
 	"github.com/google/go-cmp/cmp"
 	"github.com/moby/moby/api/types/container"
@@ -165,6 +166,23 @@ func TestWaiversAndRelaxedPolicy(t *testing.T) {
 	if rep.Waived < 2 || rep.Passed+rep.Failed+rep.Waived+rep.Skipped != len(rep.Findings) {
 		t.Errorf("counts: %+v", rep)
 	}
+	// A waiver with targets waives those only.
+	rep = Judge(recorded(t), Options{Waivers: map[string]Waiver{"5.13": {Reason: "writes its cache", Targets: []string{"dw-sock"}}}})
+	got = byTarget(rep)
+	if got["5.13"]["dw-sock"].Status != Waived || got["5.13"]["dw-nolimits"].Status != Fail {
+		t.Errorf("5.13 with targets: %+v", got["5.13"])
+	}
+}
+
+// The text table a reviewer reads: the recorded host, with the default's
+// waiver (go test -update rewrites it).
+func TestTextGolden(t *testing.T) {
+	rep := Judge(recorded(t), Options{Waivers: map[string]Waiver{"2.13": {Reason: "json-file kept on purpose"}}, RemapUser: "dockremap"})
+	var b strings.Builder
+	if err := rep.WriteText(&b); err != nil {
+		t.Fatal(err)
+	}
+	agenttest.Golden(t, "testdata/recorded.golden", b.String())
 }
 
 func TestWaiverConfig(t *testing.T) {

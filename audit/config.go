@@ -19,7 +19,10 @@ var Kinds = []config.Kind{AuditKind, PolicyKind}
 // Waiver is one waived check.
 type Waiver struct {
 	Reason string
-	Range  hcl.Range
+	// Targets limits the waiver to these targets (container names, paths);
+	// empty: every target of the check.
+	Targets []string
+	Range   hcl.Range
 }
 
 // AuditBlock is the audit block: audit { waive "2.13" { reason = "..." } }.
@@ -38,7 +41,7 @@ func (b *AuditBlock) DefRange() hcl.Range { return b.Range }
 var AuditKind = config.Kind{Type: "audit", Decode: decodeAudit, Setting: true}
 
 var auditSchema = &hcl.BodySchema{Blocks: []hcl.BlockHeaderSchema{{Type: "waive", LabelNames: []string{"check"}}}}
-var waiveSchema = &hcl.BodySchema{Attributes: []hcl.AttributeSchema{{Name: "reason", Required: true}}}
+var waiveSchema = &hcl.BodySchema{Attributes: []hcl.AttributeSchema{{Name: "reason", Required: true}, {Name: "targets"}}}
 
 func decodeAudit(b *hcl.Block) (config.Block, hcl.Diagnostics) {
 	out := &AuditBlock{Waivers: map[string]Waiver{}, Range: b.DefRange}
@@ -72,6 +75,11 @@ func decodeAudit(b *hcl.Block) (config.Block, hcl.Diagnostics) {
 					Detail: "A waiver says why the check does not apply here.", Subject: &r})
 			}
 			w.Reason = s
+		}
+		if a, ok := wc.Attributes["targets"]; ok {
+			ts, d := stringList(a)
+			diags = append(diags, d...)
+			w.Targets = ts
 		}
 		out.Waivers[id] = w
 	}
