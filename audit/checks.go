@@ -192,10 +192,16 @@ func sectionOne() []Check {
 // every container or machine; the files are what survives a reboot).
 func auditWatch(s *Snapshot, path string) result {
 	if s.AuditWatches[path] || s.Files[path].Real != "" && s.AuditWatches[s.Files[path].Real] {
-		return pass("watched by " + strings.Join(s.AuditRuleFiles, ", "))
+		r := pass("watched by " + strings.Join(s.AuditRuleFiles, ", "))
+		if s.Auditd == "" {
+			// The rules are in place for auditd's first start; the finding
+			// says that nothing applies them yet.
+			r.detail += "; auditd is not installed: nothing loads the rules until it is"
+		}
+		return r
 	}
 	if !s.AuditDir {
-		return fail("no audit rules: auditd is not installed (/etc/audit missing)")
+		return fail("no audit rules (/etc/audit missing: auditd is not installed)")
 	}
 	return fail("no audit rule watches " + path)
 }

@@ -50,6 +50,7 @@ func compliant(t *testing.T) (*Snapshot, *Policy) {
 		s.Binaries[p] = []string{"/usr/bin/" + p}
 	}
 	s.AuditDir = true
+	s.Auditd = "/usr/sbin/auditd"
 	s.AuditRuleFiles = []string{"/etc/audit/rules.d/docker.rules"}
 	for p := range s.Files {
 		s.AuditWatches[p] = true

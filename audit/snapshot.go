@@ -64,7 +64,9 @@ type Snapshot struct {
 	// AuditRuleFiles names the files read.
 	AuditWatches   map[string]bool
 	AuditRuleFiles []string
-	AuditDir       bool // /etc/audit exists (auditd installed)
+	AuditDir       bool // /etc/audit exists
+	// Auditd is auditd's binary ("" when auditd is not installed).
+	Auditd string
 
 	// MountPoints are the mount points of the host (/proc/self/mountinfo).
 	MountPoints    map[string]bool
@@ -287,6 +289,12 @@ func (s *Snapshot) gatherFiles(root string) {
 	s.AuditWatches = map[string]bool{}
 	if st := statFile(at("/etc/audit")); st.Exists {
 		s.AuditDir = true
+	}
+	for _, p := range []string{"/usr/sbin/auditd", "/sbin/auditd"} {
+		if statFile(at(p)).Exists {
+			s.Auditd = p
+			break
+		}
 	}
 	files, _ := filepath.Glob(at("/etc/audit/rules.d/*.rules"))
 	files = append([]string{at("/etc/audit/audit.rules")}, files...)
