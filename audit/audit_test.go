@@ -30,7 +30,7 @@ import (
 // cgroup v2 tree, so dockerd discarded dw-good's limits (it said so), and
 // the recorded document has none: the checks say why.
 
-func load[T any](t *testing.T, name string) T {
+func load[T any](t testing.TB, name string) T {
 	t.Helper()
 	b, err := os.ReadFile(filepath.Join("testdata", name))
 	if err != nil {
@@ -44,7 +44,7 @@ func load[T any](t *testing.T, name string) T {
 }
 
 // recorded is a snapshot of the recorded answers plus a converged file tree.
-func recorded(t *testing.T) *Snapshot {
+func recorded(t testing.TB) *Snapshot {
 	t.Helper()
 	info := load[system.Info](t, "info.json")
 	s := &Snapshot{Info: &info, Files: map[string]FileStat{}, Units: map[string]string{}, Binaries: map[string][]string{},
@@ -298,5 +298,14 @@ func TestCatalogueNames(t *testing.T) {
 			t.Errorf("%s %s: duplicate or untitled", c.ID, c.Name)
 		}
 		names[c.Name], ids[c.ID] = true, true
+	}
+}
+
+// BenchmarkJudge is the pure part of an audit: every check over the
+// recorded host (four containers).
+func BenchmarkJudge(b *testing.B) {
+	s := recorded(b)
+	for b.Loop() {
+		Judge(s, Options{RemapUser: "dockremap"})
 	}
 }
