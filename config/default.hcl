@@ -106,3 +106,38 @@ firewall {
     create   = true
   }
 }
+
+# What running containers should look like. `dockward audit` checks every
+# running container against it and names the field that breaks it (CIS
+# Docker Benchmark 4.x and 5.x numbers). Each rule speaks of the fields of
+# a container's create request, so that the same block can be enforced at
+# creation later. A rule set to allow something turns its check into
+# "waived" for the containers that use it, never "passed".
+container_policy {
+  privileged        = false                # HostConfig.Privileged (5.5)
+  cap_drop          = ["ALL"]              # HostConfig.CapDrop must hold these (5.4)
+  cap_add           = []                   # HostConfig.CapAdd may hold only these (5.4)
+  no_new_privileges = true                 # (5.26)
+  seccomp           = true                 # never seccomp=unconfined (5.22)
+  apparmor          = true                 # an AppArmor profile where AppArmor is on (5.2)
+  read_only_rootfs  = true                 # HostConfig.ReadonlyRootfs (5.13)
+  memory_limit      = true                 # HostConfig.Memory (5.11)
+  cpu_limit         = true                 # CPU shares, quota or limit (5.12)
+  pids_limit        = true                 # HostConfig.PidsLimit (5.29)
+  host_namespaces   = []                   # of network, pid, ipc, uts, userns (5.10, 5.16, 5.17, 5.21, 5.31)
+  docker_socket     = false                # no Docker socket mounted (5.32)
+  forbidden_paths   = ["/", "/boot", "/dev", "/etc", "/lib", "/proc", "/sys", "/usr"] # (5.6)
+  latest_tag        = false                # Config.Image pinned to a tag or digest (5.28)
+  health_check      = true                 # (4.6, 5.27)
+  non_root_user     = true                 # Config.User (4.1)
+  privileged_ports  = false                # no host port below 1024 (5.8)
+  max_restarts      = 5                    # on-failure:5 at most, never always (5.15)
+}
+
+# Checks that do not apply to this host, each with its reason: reported
+# as waived, never as passed.
+audit {
+  waive "2.13" {
+    reason = "json-file is kept on purpose: capped local logs for audit and forensics; ship them with a log collector"
+  }
+}

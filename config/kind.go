@@ -19,6 +19,11 @@ type Kind struct {
 	// finds, each with the range of the offending expression, and return a
 	// usable (possibly partial) Block even when it reports errors.
 	Decode func(b *hcl.Block) (Block, hcl.Diagnostics)
+	// Setting marks a block that configures a command rather than a
+	// module (audit's waivers and container policy): it is decoded and
+	// checked like any block but kept in File.Settings, so that no module
+	// is built from it.
+	Setting bool
 }
 
 // Block is a decoded top-level block.

@@ -17,6 +17,8 @@ type File struct {
 	// them (see Agent).
 	Blocks []Block
 	Agent  *AgentBlock
+	// Settings are the blocks of Setting kinds, in the order written.
+	Settings []Block
 	// Files holds the parsed source, for rendering diagnostics.
 	Files map[string]*hcl.File
 }
@@ -24,6 +26,16 @@ type File struct {
 // Block returns the block with the given ID, or nil.
 func (f *File) Block(id string) Block {
 	for _, b := range f.Blocks {
+		if b.ID() == id {
+			return b
+		}
+	}
+	return nil
+}
+
+// Setting returns the setting block with the given ID, or nil.
+func (f *File) Setting(id string) Block {
+	for _, b := range f.Settings {
 		if b.ID() == id {
 			return b
 		}
@@ -106,6 +118,10 @@ func decode(filename string, src []byte, kinds []Kind) (_ *File, diags hcl.Diagn
 		}
 		if ab, ok := blk.(*AgentBlock); ok {
 			out.Agent = ab
+			continue
+		}
+		if byType[hb.Type].Setting {
+			out.Settings = append(out.Settings, blk)
 			continue
 		}
 		out.Blocks = append(out.Blocks, blk)

@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/dockward/dockward/agent"
+	"github.com/dockward/dockward/audit"
 	"github.com/dockward/dockward/config"
 	"github.com/dockward/dockward/modules/auditrules"
 	"github.com/dockward/dockward/modules/daemonjson"
@@ -56,9 +57,11 @@ func def[B config.Block, M agent.Module](k config.Kind, newModule func(B) M) Def
 	}}
 }
 
-// Kinds is every module-owned block kind (the agent block is config's own),
-// for config.Decode.
-var Kinds = kinds(Registry)
+// Kinds is every block kind for config.Decode: the modules' (the agent
+// block is config's own) and the settings of `dockward audit` (its
+// waivers and container policy), which configure a command and build no
+// module.
+var Kinds = append(kinds(Registry), audit.Kinds...)
 
 func kinds(reg []Def) []config.Kind {
 	out := make([]config.Kind, len(reg))

@@ -6,7 +6,10 @@ package main
 // generated from it, and tests hold README.md's command-line block and
 // main.go's dispatch to it.
 
-import "slices"
+import (
+	"slices"
+	"strings"
+)
 
 // flagSpec is one flag. Every flag takes a value; Go's flag package accepts
 // it as -name, --name, -name=value and --name=value.
@@ -44,9 +47,32 @@ var (
 		usage: "configuration file (default /etc/dockward/dockward.hcl, or the embedded default when it does not exist)"}
 	flagFormat = &flagSpec{name: "format", values: []string{"text", "json"}, bind: func(g *globals) *string { return &g.format },
 		usage: "output format on stdout (default text)"}
+	// audit's --format adds the formats CI systems and code-scanning
+	// dashboards read.
+	flagAuditFormat = &flagSpec{name: "format", values: []string{"text", "json", "junit", "sarif"}, bind: func(g *globals) *string { return &g.format },
+		usage: "output format on stdout (default text): junit for CI systems, sarif (2.1.0) for code-scanning dashboards"}
 	flagOnly = &flagSpec{name: "only", meta: "ID,...", bind: func(g *globals) *string { return &g.only },
 		usage: "only these modules (default all), e.g. docker_daemon,subordinate_ids.dockremap"}
 )
+
+// formatsOf lists the --format values a command takes (text when it takes
+// no --format).
+func formatsOf(c *command) []string {
+	for _, f := range c.flags {
+		if f.name == "format" {
+			return f.values
+		}
+	}
+	return []string{"text"}
+}
+
+// orList joins values as "a, b or c".
+func orList(vs []string) string {
+	if len(vs) < 2 {
+		return strings.Join(vs, "")
+	}
+	return strings.Join(vs[:len(vs)-1], ", ") + " or " + vs[len(vs)-1]
+}
 
 // exitCode is one documented exit status of a command.
 type exitCode struct {
@@ -120,10 +146,10 @@ var commands = []*command{
 	},
 	{
 		name: "audit", group: "Inspecting the host",
-		summary: "read-only checks of the live host and its containers",
-		text:    "Check the live host without changing anything: dockerd's settings (userns-remap, live-restore, log driver), the remap user's subordinate ids, and each running container (privileged, host namespaces, Docker socket mounts, capabilities, log caps). -c names the configuration whose remap user is checked (dockremap without one).",
-		flags:   []*flagSpec{flagConfig, flagFormat},
-		exits:   []exitCode{{0, "all checks pass"}, {4, "a check fails"}, {1, "usage error"}},
+		summary: "CIS Docker Benchmark checks of the live host and its containers",
+		text:    "Check the live host without changing anything, against the CIS Docker Benchmark (sections 1 to 5, numbered as v1.6.0) and dockward's own checks: audit rules, dockerd's settings, the owner and mode of Docker's files, and each running container against the configuration's container_policy, naming the field at fault. Each finding passes, fails, is skipped with its reason or is waived (the configuration's audit block) with its reason; skipped and waived findings never pass. -c names the configuration (its remap user, container policy, waivers and firewall table; the embedded default without one).",
+		flags:   []*flagSpec{flagConfig, flagAuditFormat},
+		exits:   []exitCode{{0, "no check failed"}, {4, "a check failed"}, {1, "usage or configuration error"}},
 		example: "dockward audit --format json",
 	},
 	{

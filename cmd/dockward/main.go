@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 
@@ -46,8 +47,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return code
 	}
 	cmdName := cmd.name
-	if g.format != "text" && g.format != "json" {
-		fmt.Fprintf(stderr, "dockward: --format must be text or json, not %q\n", g.format)
+	if formats := formatsOf(cmd); !slices.Contains(formats, g.format) {
+		fmt.Fprintf(stderr, "dockward: --format must be %s, not %q\n", orList(formats), g.format)
 		return agent.ExitUsage
 	}
 	log, err := newLogger(g, stderr)

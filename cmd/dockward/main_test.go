@@ -296,3 +296,27 @@ func snapshot(t *testing.T, root string) string {
 	}
 	return b.String()
 }
+
+// audit takes junit and sarif as formats (the other commands do not), and a
+// configuration that waives an unknown check is refused with "Did you mean".
+func TestAuditFormatsAndWaivers(t *testing.T) {
+	root := newRoot(t)
+	var out, errOut bytes.Buffer
+	if code := run([]string{"plan", "--root", root, "--format", "sarif"}, &out, &errOut); code != 1 {
+		t.Errorf("plan --format sarif: exit %d, want 1", code)
+	}
+	for _, format := range []string{"junit", "sarif", "json", "text"} {
+		out.Reset()
+		errOut.Reset()
+		code := run([]string{"audit", "--root", root, "--format", format}, &out, &errOut)
+		if code != 0 && code != 4 || out.Len() == 0 {
+			t.Errorf("audit --format %s: exit %d, %d bytes\n%s", format, code, out.Len(), errOut.String())
+		}
+	}
+	cfg := filepath.Join(t.TempDir(), "c.hcl")
+	writeFile(t, cfg, "audit {\n  waive \"2.133\" { reason = \"x\" }\n}\n", 0o600)
+	errOut.Reset()
+	if code := run([]string{"audit", "--root", root, "-c", cfg}, &out, &errOut); code != 1 || !strings.Contains(errOut.String(), `Did you mean "2.13"?`) {
+		t.Errorf("unknown waiver: exit %d\n%s", code, errOut.String())
+	}
+}
