@@ -45,7 +45,7 @@ func run(bin string) int {
 	}
 	fmt.Println("dockward demo: a throwaway Debian machine with systemd and Docker 26, in its own network")
 	fmt.Println("namespace. Nothing on this host changes; the machine is removed at the end.")
-	if !sandbox.TreeCached() {
+	if !sandbox.TreeCached(sandbox.DefaultSuite) {
 		fmt.Printf("\nFirst demo on this host: building the machine's root file system with debootstrap first\n"+
 			"(about a minute, once; cached in %s).\n", sandbox.CacheDir)
 	}
