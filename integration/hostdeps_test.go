@@ -19,19 +19,33 @@ import (
 // mount dies with the namespace, whatever happens.
 const hostdepsOuter = `set -eu
 tree=$1 dir=$2 script=$3 inner=$4
-mkdir -p "$dir/upper" "$dir/work" "$dir/root"
+mkdir -p "$dir/upper" "$dir/work" "$dir/root" "$dir/tmp"
 mount -t overlay overlay -o "lowerdir=$tree,upperdir=$dir/upper,workdir=$dir/work" "$dir/root"
 r=$dir/root
 mount -t proc proc "$r/proc"
 mount --rbind /dev "$r/dev"
-mount -t tmpfs tmpfs "$r/tmp"
 mount -t tmpfs tmpfs "$r/run"
+chmod 1777 "$dir/tmp"
+mount --bind "$dir/tmp" "$r/tmp"
 cp /etc/resolv.conf "$r/etc/resolv.conf"
+# An installed host has a machine id (the sandbox tree is emptied of its own).
+tr -d - </proc/sys/kernel/random/uuid >"$r/etc/machine-id"
 # No service starts from a package's postinst in here.
 printf '#!/bin/sh\nexit 101\n' >"$r/usr/sbin/policy-rc.d"
 chmod 755 "$r/usr/sbin/policy-rc.d"
 install -m 0755 "$script" "$r/usr/local/bin/hostdeps.sh"
 install -m 0755 "$inner" "$r/root/inner.sh"
+if [ -n "${DW_SRC:-}" ]; then
+	# make demo: the newcomer's Go (with this host's module and build
+	# caches, to spare the downloads and compiles), this checkout's files,
+	# and /sys for systemd-nspawn and the machine's cgroups.
+	mount --rbind /sys "$r/sys"
+	mkdir -p "$r/usr/local/go" "$r/root/go/pkg/mod" "$r/root/.cache/go-build" "$r/src"
+	mount --bind -o ro "$DW_GOROOT" "$r/usr/local/go"
+	mount --bind "$DW_GOMODCACHE" "$r/root/go/pkg/mod"
+	mount --bind "$DW_GOCACHE" "$r/root/.cache/go-build"
+	(cd "$DW_SRC" && git ls-files -z | tar --null -T - -c) | tar -C "$r/src" -x
+fi
 exec chroot "$r" /bin/bash /root/inner.sh
 `
 
@@ -77,23 +91,7 @@ func TestHostDepsOnAFreshHost(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	script, err := filepath.Abs("hostdeps.sh")
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := t.TempDir()
-	inner := filepath.Join(dir, "inner.sh")
-	if err := os.WriteFile(inner, []byte(hostdepsInner), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	start := time.Now()
-	cmd := exec.CommandContext(ctx, "unshare", "-m", "--propagation", "private",
-		"/bin/bash", "-c", hostdepsOuter, "hostdeps-outer", tree, dir, script, inner)
-	out, err := cmd.CombinedOutput()
-	t.Logf("chroot run (%s):\n%s", time.Since(start).Round(100*time.Millisecond), out)
-	if err != nil {
-		t.Fatalf("chroot run: %v", err)
-	}
+	out := runFreshHost(ctx, t, tree, hostdepsInner, nil)
 	steps := splitSteps(string(out))
 
 	want := func(step, code string, contains ...string) {
@@ -129,6 +127,101 @@ func TestHostDepsOnAFreshHost(t *testing.T) {
 	}
 	if strings.Contains(steps["root-demo"], "nftables") {
 		t.Errorf("make demo's check installed nftables, which only make test needs:\n%s", steps["root-demo"])
+	}
+}
+
+// runFreshHost runs inner as a script in a chroot of an overlay over tree,
+// in a private mount namespace, and returns its output.
+func runFreshHost(ctx context.Context, t *testing.T, tree, inner string, env []string) string {
+	t.Helper()
+	script, err := filepath.Abs("hostdeps.sh")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	innerPath := filepath.Join(dir, "inner.sh")
+	if err := os.WriteFile(innerPath, []byte(inner), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	cmd := exec.CommandContext(ctx, "unshare", "-m", "--propagation", "private",
+		"/bin/bash", "-c", hostdepsOuter, "fresh-host", tree, filepath.Join(dir, "host"), script, innerPath)
+	cmd.Env = append(os.Environ(), env...)
+	out, err := cmd.CombinedOutput()
+	t.Logf("chroot run (%s):\n%s", time.Since(start).Round(100*time.Millisecond), out)
+	if err != nil {
+		t.Fatalf("chroot run: %v", err)
+	}
+	return string(out)
+}
+
+// freshDemoInner: a newcomer's fresh Debian host with Go and make, and
+// nothing else of ours: make demo, as root.
+const freshDemoInner = `set -u
+export PATH=/usr/local/go/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=/root GOPROXY=off GOTOOLCHAIN=local
+dpkg -r nftables >/dev/null 2>&1
+for c in debootstrap systemd-nspawn nft; do
+	if command -v "$c" >/dev/null; then echo "precondition: $c is present"; exit 3; fi
+done
+if ! command -v make >/dev/null; then
+	apt-get update -qq && apt-get install -y -qq --no-install-recommends make >/dev/null || exit 4
+fi
+cd /src
+echo "--- make-demo"
+make demo 2>&1
+echo "exit=$?"
+`
+
+// TestFreshHostMakeDemo is issue 13's "make demo on a fresh machine", run
+// for real: in a chroot of a fresh Debian host (DOCKWARD_FRESH_HOST_ROOT, a
+// debootstrapped root, or else the sandbox's trixie tree) without
+// debootstrap, systemd-nspawn and nftables, with Go and make, `make demo`
+// as root installs what it needs, builds the machine's tree with the
+// debootstrap it installed, boots the machine with the systemd-nspawn it
+// installed and runs the demo to the end. It downloads the packages and a
+// Debian tree (minutes): only with DOCKWARD_FRESH_HOST_DEMO=1.
+func TestFreshHostMakeDemo(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: chroot, apt-get and systemd-nspawn")
+	}
+	if os.Getenv("DOCKWARD_FRESH_HOST_DEMO") != "1" {
+		t.Skip("set DOCKWARD_FRESH_HOST_DEMO=1: downloads packages and a Debian tree, several minutes")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Minute)
+	defer cancel()
+	tree := os.Getenv("DOCKWARD_FRESH_HOST_ROOT")
+	if tree == "" {
+		var err error
+		if tree, _, err = sandbox.EnsureTree(ctx, sandbox.DefaultSuite, t.Logf); err != nil {
+			t.Fatal(err)
+		}
+	}
+	src, err := filepath.Abs("..")
+	if err != nil {
+		t.Fatal(err)
+	}
+	goEnv := func(k string) string {
+		out, err := exec.Command("go", "env", k).Output()
+		if err != nil {
+			t.Fatalf("go env %s: %v", k, err)
+		}
+		return strings.TrimSpace(string(out))
+	}
+	out := runFreshHost(ctx, t, tree, freshDemoInner, []string{"DW_SRC=" + src,
+		"DW_GOROOT=" + goEnv("GOROOT"), "DW_GOMODCACHE=" + goEnv("GOMODCACHE"), "DW_GOCACHE=" + goEnv("GOCACHE")})
+	demo := splitSteps(out)["make-demo"]
+	for _, want := range []string{
+		"hostdeps: make demo needs packages this machine lacks; installing them with apt-get:",
+		"hostdeps: installed: debootstrap systemd-container",
+		"sandbox: built the Debian trixie tree",
+		"The machine is powered off and removed.",
+	} {
+		if !strings.Contains(demo, want) {
+			t.Errorf("make demo's output lacks %q", want)
+		}
+	}
+	if !strings.HasSuffix(strings.TrimSpace(demo), "exit=0") {
+		t.Errorf("make demo on the fresh host did not exit 0")
 	}
 }
 

@@ -245,7 +245,7 @@ func (d *demo) watchFix(drift, fixed, what string) {
 func (d *demo) probe(port int, wantOpen bool) {
 	ctx, cancel := context.WithTimeout(context.Background(), stepTimeout)
 	defer cancel()
-	out, _, code, err := d.m.Run(ctx, "docker", "run", "--rm", "busybox:local",
+	out, errOut, code, err := d.m.Run(ctx, "docker", "run", "--rm", "busybox:local",
 		"nc", "-w", "3", "198.51.100.1", fmt.Sprint(port))
 	open := err == nil && code == 0 && strings.Contains(out, "answered")
 	verdict := "blocked"
@@ -254,6 +254,7 @@ func (d *demo) probe(port int, wantOpen bool) {
 	}
 	fmt.Printf("   | container -> 198.51.100.1:%d  %s\n", port, verdict)
 	if open != wantOpen {
+		printIndented(fmt.Sprintf("docker run exit %d, %v\n%s", code, err, errOut))
 		d.failed = append(d.failed, fmt.Sprintf("container to tcp/%d: %s, want open=%v", port, verdict, wantOpen))
 	}
 }
