@@ -260,3 +260,23 @@ func TestScenariosSyntax(t *testing.T) {
 		}
 	}
 }
+
+// TestSelectSuites: trixie is required (a tree that cannot be built fails),
+// every other suite is optional (skipped, loudly, when its tree cannot be
+// built); sid runs the all-in-one machine only.
+func TestSelectSuites(t *testing.T) {
+	all := selectSuites(t, nil)
+	if len(all) != 2 || all[0] != (suiteTier{name: "trixie", required: true, groups: true}) || all[1] != (suiteTier{name: "sid"}) {
+		t.Errorf("default suites = %+v", all)
+	}
+	got := selectSuites(t, []string{"sid", "trixie", "bookworm"})
+	want := []suiteTier{{name: "sid"}, {name: "trixie", required: true, groups: true}, {name: "bookworm", groups: true}}
+	if len(got) != len(want) {
+		t.Fatalf("selectSuites = %+v, want %+v", got, want)
+	}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Errorf("selectSuites[%d] = %+v, want %+v", i, got[i], want[i])
+		}
+	}
+}
