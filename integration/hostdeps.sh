@@ -32,6 +32,8 @@ mount|mount|demo test ci|mounts the sandbox machine's overlay root
 /usr/share/keyrings/debian-archive-keyring.gpg|debian-archive-keyring|demo test ci|lets debootstrap check Debian's signatures (on Ubuntu too)
 ip|iproute2|test ci|network namespaces for the kernel nftables tests
 nft|nftables|test ci|the firewall benchmark against nft, and debugging
+/etc/protocols|netbase|test ci|nft resolves protocol names (ipv6-icmp) from /etc/protocols
+sysctl|procps|test ci|the kernel packet tests turn on forwarding in their namespaces
 dbus-daemon|dbus|test ci|private D-Bus buses for the systemd contract tests
 useradd|passwd|test ci|the subordinate-ids module's user creation tests
 zsh|zsh|test ci|the zsh completion test drives zsh

@@ -50,6 +50,7 @@ if [ -n "${DW_SRC:-}" ]; then
 	mount --bind "$DW_GOCACHE" "$r/root/.cache/go-build"
 	(cd "$DW_SRC" && git ls-files -z | tar --null -T - -c) | tar -C "$r/src" -x
 fi
+unset DW_SRC DW_GOROOT DW_GOMODCACHE DW_GOCACHE
 mkdir -p "$r/.oldroot"
 cd "$r"
 pivot_root . .oldroot
@@ -170,7 +171,7 @@ const freshDemoInner = `set -u
 then_test=${DOCKWARD_FRESH_HOST_TEST:-}
 # The make test below must not run this test again inside.
 unset DOCKWARD_FRESH_HOST_DEMO DOCKWARD_FRESH_HOST_ROOT DOCKWARD_FRESH_HOST_TEST DOCKWARD_BIN
-export PATH=/usr/local/go/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=/root GOPROXY=off GOTOOLCHAIN=local
+export PATH=/usr/local/go/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=/root GOTOOLCHAIN=local
 dpkg -r nftables >/dev/null 2>&1
 for c in debootstrap systemd-nspawn nft; do
 	if command -v "$c" >/dev/null; then echo "precondition: $c is present"; exit 3; fi
