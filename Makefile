@@ -20,14 +20,24 @@ bin/dockward: FORCE
 FORCE:
 
 # Everything: unit tests, and as root the real-host tiers (kernel nftables in
-# network namespaces, the booted sandbox machine with systemd and Docker),
-# then a check that no machine, namespace, veth or mount was left behind.
+# network namespaces, the booted sandbox machines with systemd and Docker: the
+# acceptance scenarios on Debian trixie and sid), then a check that no
+# machine, namespace, veth or mount was left behind. hostdeps.sh installs the
+# host packages these need first (as root; a fast check when all are there).
+# A tier skipped for a reason outside this repository (sid's tree cannot be
+# built today) is listed after the tests, as SKIPPED, never as passed.
+SKIPLOG := $(CURDIR)/bin/skipped-tiers.txt
 test: build
+	@integration/hostdeps.sh test
 	@if [ "$$(id -u)" != 0 ]; then \
 	  echo "make test: not root: skipping tier 1 (network namespaces) and tier 2 (sandbox machine) tests;"; \
 	  echo "           they need CAP_SYS_ADMIN/CAP_NET_ADMIN. Run 'sudo make test' for the full suite."; \
 	fi
-	DOCKWARD_BIN=$(CURDIR)/bin/dockward $(GO) test -count=1 -timeout 80m $(PKGS)
+	@rm -f $(SKIPLOG)
+	@status=0; \
+	DOCKWARD_BIN=$(CURDIR)/bin/dockward DOCKWARD_SKIP_LOG=$(SKIPLOG) $(GO) test -count=1 -timeout 80m $(PKGS) || status=$$?; \
+	if [ -s $(SKIPLOG) ]; then echo "make test: SKIPPED tiers (not passed, not failed):"; sed 's/^/  SKIPPED: /' $(SKIPLOG); fi; \
+	exit $$status
 	@if [ -x integration/leakcheck.sh ]; then integration/leakcheck.sh; fi
 
 # Unit tests only (no root needed, a few seconds).
@@ -68,6 +78,7 @@ fuzz:
 
 # The main job: a throwaway sandbox host shown converging, drifting and being corrected.
 demo: build
+	@integration/hostdeps.sh demo
 	integration/demo.sh
 
 # Boots the Ubuntu 24.04 VM, runs the scenarios, destroys it on every exit path.

@@ -4,6 +4,8 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -22,11 +24,33 @@ const scenarioDir = "/opt/dockward-scenarios"
 // groupTimeout bounds one group's run.sh (docker restarts dominate it).
 const groupTimeout = 20 * time.Minute
 
-// TestAcceptance runs integration/scenarios/run.sh in sandbox machines: one
-// fresh machine per group of scenarios that share a tens digit (1x: the
-// daemon.json and subuid lifecycle, 4x firewall, 5x service, 6x agent), the
-// scenarios of a group in order; then all of them in one machine, in order,
-// as the Vagrant VM runs them.
+// suiteTier is one Debian release the acceptance scenarios run on.
+type suiteTier struct {
+	name string
+	// required: a tree that cannot be built fails the test. An optional
+	// suite (sid, which moves daily) is skipped instead, loudly, with
+	// debootstrap's reason.
+	required bool
+	// groups: one machine per group of scenarios as well as the all-in-one
+	// machine; without it only the all-in-one machine runs (every scenario,
+	// in order, on one host), which keeps make test's time in bounds.
+	groups bool
+}
+
+// acceptanceSuites are the Docker versions Ubuntu 24.04 hosts run, as near
+// as Debian's archive gives them: trixie (Docker 26, systemd 257) and sid
+// (Docker 28, systemd 262). DOCKWARD_SUITES="trixie" runs only those named.
+var acceptanceSuites = []suiteTier{
+	{name: sandbox.DefaultSuite, required: true, groups: true},
+	{name: "sid"},
+}
+
+// TestAcceptance runs integration/scenarios/run.sh in sandbox machines, on
+// each of acceptanceSuites. On trixie: one fresh machine per group of
+// scenarios that share a tens digit (1x: the daemon.json and subuid
+// lifecycle, 4x firewall, 5x service, 6x agent...), the scenarios of a
+// group in order; then all of them in one machine, in order, as the Vagrant
+// VM runs them. On sid: the all-in-one machine only.
 // DOCKWARD_SCENARIOS="10 12" runs only those (prefixes, as run.sh takes them).
 func TestAcceptance(t *testing.T) {
 	if os.Geteuid() != 0 {
@@ -39,22 +63,88 @@ func TestAcceptance(t *testing.T) {
 	if _, err := sandbox.DockwardBinary(); err != nil {
 		t.Fatalf("dockward binary: %v", err)
 	}
+	suites := selectSuites(t, strings.Fields(os.Getenv("DOCKWARD_SUITES")))
+	for _, st := range suites {
+		t.Run(st.name, func(t *testing.T) {
+			t.Parallel()
+			runSuite(t, st, groups)
+		})
+	}
+}
+
+func selectSuites(t *testing.T, only []string) []suiteTier {
+	t.Helper()
+	if len(only) == 0 {
+		return acceptanceSuites
+	}
+	var out []suiteTier
+	for _, name := range only {
+		st := suiteTier{name: name, groups: true}
+		for _, known := range acceptanceSuites {
+			if known.name == name {
+				st = known
+			}
+		}
+		if name == sandbox.DefaultSuite {
+			st.required = true
+		}
+		out = append(out, st)
+	}
+	return out
+}
+
+func runSuite(t *testing.T, st suiteTier, groups []group) {
+	ctx, cancel := context.WithTimeout(context.Background(), sandbox.BuildTimeout+time.Minute)
+	defer cancel()
+	start := time.Now()
+	_, built, err := sandbox.EnsureTree(ctx, st.name, t.Logf)
+	var be *sandbox.TreeBuildError
+	switch {
+	case err != nil && errors.As(err, &be) && !st.required:
+		t.Logf("%v", err)
+		skipTier(t, fmt.Sprintf("acceptance scenarios on Debian %s: its tree cannot be built today: %s", st.name, be.Reason))
+	case err != nil:
+		t.Fatalf("the Debian %s tree: %v", st.name, err)
+	case built:
+		t.Logf("built the Debian %s tree in %s", st.name, time.Since(start).Round(time.Second))
+	}
+
 	var all []string
 	for _, g := range groups {
 		all = append(all, g.files...)
-		t.Run(g.name, func(t *testing.T) {
-			t.Parallel()
-			runGroup(t, g.files)
-		})
+	}
+	if st.groups && len(groups) > 1 {
+		for _, g := range groups {
+			t.Run(g.name, func(t *testing.T) {
+				t.Parallel()
+				runGroup(t, st.name, g.files)
+			})
+		}
 	}
 	// The Vagrant VM runs every scenario on one host, in order: so does this,
 	// so that a scenario that leaves the host unlike it found it shows here.
-	if len(groups) > 1 {
-		t.Run("all-in-one", func(t *testing.T) {
-			t.Parallel()
-			runGroup(t, all)
-		})
+	t.Run("all-in-one", func(t *testing.T) {
+		t.Parallel()
+		runGroup(t, st.name, all)
+	})
+}
+
+// skipTier skips a whole tier, loudly: the reason goes to the test log and
+// to DOCKWARD_SKIP_LOG (make test prints that file after go test, since go
+// test shows a passing package's skips only with -v).
+func skipTier(t *testing.T, reason string) {
+	t.Helper()
+	if p := os.Getenv("DOCKWARD_SKIP_LOG"); p != "" {
+		f, err := os.OpenFile(p, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
+		if err == nil {
+			_, err = fmt.Fprintf(f, "%s: %s\n", t.Name(), reason)
+			err = errors.Join(err, f.Close())
+		}
+		if err != nil {
+			t.Errorf("record the skip in %s: %v", p, err)
+		}
 	}
+	t.Skip("SKIPPED: " + reason)
 }
 
 type group struct {
@@ -102,8 +192,8 @@ func hasPrefixAny(s string, prefixes []string) bool {
 
 var tookLine = regexp.MustCompile(`^--- (\S+) took (\S+)$`)
 
-func runGroup(t *testing.T, files []string) {
-	m := sandbox.Start(t)
+func runGroup(t *testing.T, suite string, files []string) {
+	m := sandbox.StartWith(t, sandbox.Options{Suite: suite})
 	m.InstallDockward(t)
 	if err := m.CopyDirIn("scenarios", scenarioDir); err != nil {
 		t.Fatalf("copy scenarios into machine %s: %v", m.Name(), err)
@@ -119,7 +209,7 @@ func runGroup(t *testing.T, files []string) {
 	args := append([]string{scenarioDir + "/run.sh"}, files...)
 	start := time.Now()
 	stdout, stderr, code, err := m.Run(ctx, args...)
-	t.Logf("machine %s (boot %s), %s: %s", m.Name(), m.BootDuration.Round(10*time.Millisecond),
+	t.Logf("machine %s (Debian %s, boot %s), %s: %s", m.Name(), suite, m.BootDuration.Round(10*time.Millisecond),
 		strings.Join(files, " "), time.Since(start).Round(100*time.Millisecond))
 	if err != nil {
 		t.Fatalf("run.sh: %v\n%s\n%s", err, stdout, stderr)
@@ -167,6 +257,26 @@ func TestScenariosSyntax(t *testing.T) {
 	for _, f := range files {
 		if out, err := exec.Command("bash", "-n", f).CombinedOutput(); err != nil {
 			t.Errorf("bash -n %s: %v\n%s", f, err, out)
+		}
+	}
+}
+
+// TestSelectSuites: trixie is required (a tree that cannot be built fails),
+// every other suite is optional (skipped, loudly, when its tree cannot be
+// built); sid runs the all-in-one machine only.
+func TestSelectSuites(t *testing.T) {
+	all := selectSuites(t, nil)
+	if len(all) != 2 || all[0] != (suiteTier{name: "trixie", required: true, groups: true}) || all[1] != (suiteTier{name: "sid"}) {
+		t.Errorf("default suites = %+v", all)
+	}
+	got := selectSuites(t, []string{"sid", "trixie", "bookworm"})
+	want := []suiteTier{{name: "sid"}, {name: "trixie", required: true, groups: true}, {name: "bookworm", groups: true}}
+	if len(got) != len(want) {
+		t.Fatalf("selectSuites = %+v, want %+v", got, want)
+	}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Errorf("selectSuites[%d] = %+v, want %+v", i, got[i], want[i])
 		}
 	}
 }

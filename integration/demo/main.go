@@ -45,7 +45,7 @@ func run(bin string) int {
 	}
 	fmt.Println("dockward demo: a throwaway Debian machine with systemd and Docker 26, in its own network")
 	fmt.Println("namespace. Nothing on this host changes; the machine is removed at the end.")
-	if !sandbox.TreeCached() {
+	if !sandbox.TreeCached(sandbox.DefaultSuite) {
 		fmt.Printf("\nFirst demo on this host: building the machine's root file system with debootstrap first\n"+
 			"(about a minute, once; cached in %s).\n", sandbox.CacheDir)
 	}
@@ -245,7 +245,7 @@ func (d *demo) watchFix(drift, fixed, what string) {
 func (d *demo) probe(port int, wantOpen bool) {
 	ctx, cancel := context.WithTimeout(context.Background(), stepTimeout)
 	defer cancel()
-	out, _, code, err := d.m.Run(ctx, "docker", "run", "--rm", "busybox:local",
+	out, errOut, code, err := d.m.Run(ctx, "docker", "run", "--rm", "busybox:local",
 		"nc", "-w", "3", "198.51.100.1", fmt.Sprint(port))
 	open := err == nil && code == 0 && strings.Contains(out, "answered")
 	verdict := "blocked"
@@ -254,6 +254,7 @@ func (d *demo) probe(port int, wantOpen bool) {
 	}
 	fmt.Printf("   | container -> 198.51.100.1:%d  %s\n", port, verdict)
 	if open != wantOpen {
+		printIndented(fmt.Sprintf("docker run exit %d, %v\n%s", code, err, errOut))
 		d.failed = append(d.failed, fmt.Sprintf("container to tcp/%d: %s, want open=%v", port, verdict, wantOpen))
 	}
 }

@@ -42,6 +42,11 @@ func Dir() string { return filepath.Join(os.TempDir(), "dockward-sandbox") }
 
 // Options tune a machine. The zero value is what most tests want.
 type Options struct {
+	// Suite is the Debian release the machine runs (default DefaultSuite,
+	// trixie); each suite's tree is built once and cached. Building a
+	// suite's tree can fail on a given day (sid): Boot then returns a
+	// *TreeBuildError, which a test of an optional suite may skip on.
+	Suite string
 	// Setup runs before boot with a directory laid over the tree: a file
 	// written to dir/etc/x appears as /etc/x in the machine (the overlay's
 	// upper directory). Use it for what must be in place at first boot,
@@ -60,6 +65,7 @@ type Options struct {
 type Machine struct {
 	cgroups []string // the machine's own cgroups (see cgroup.go)
 	name    string
+	suite   string
 	dir     string
 	logPath string
 	overlay bool
@@ -81,6 +87,9 @@ type Machine struct {
 
 // Name is the machine's name (its host name inside).
 func (m *Machine) Name() string { return m.name }
+
+// Suite is the Debian release the machine runs.
+func (m *Machine) Suite() string { return m.suite }
 
 // PID is the machine's PID 1 as seen from this host.
 func (m *Machine) PID() int { return m.pid }
@@ -126,13 +135,14 @@ func Boot(ctx context.Context, opts Options) (m *Machine, err error) {
 	installSignalHandler()
 	removeStaleMachines()
 
-	lower, _, err := EnsureTree(ctx, logf)
+	suite := suiteOr(opts.Suite)
+	lower, _, err := EnsureTree(ctx, suite, logf)
 	if err != nil {
 		return nil, err
 	}
 
 	name := NamePrefix + randomHex(4)
-	m = &Machine{name: name, dir: filepath.Join(Dir(), name), exited: make(chan struct{})}
+	m = &Machine{name: name, suite: suite, dir: filepath.Join(Dir(), name), exited: make(chan struct{})}
 	m.logPath = filepath.Join(m.dir, "console.log")
 	upper, work, merged, docker := filepath.Join(m.dir, "upper"), filepath.Join(m.dir, "work"),
 		filepath.Join(m.dir, "merged"), filepath.Join(m.dir, "docker")
@@ -183,7 +193,7 @@ func Boot(ctx context.Context, opts Options) (m *Machine, err error) {
 		return m, err
 	}
 	m.BootDuration = time.Since(start)
-	logf("sandbox: machine %s booted in %s (overlay root: %v)", name, m.BootDuration.Round(10*time.Millisecond), m.overlay)
+	logf("sandbox: machine %s (Debian %s) booted in %s (overlay root: %v)", name, suite, m.BootDuration.Round(10*time.Millisecond), m.overlay)
 	if !opts.NoDocker {
 		if err := m.importBusybox(bctx); err != nil {
 			return m, err

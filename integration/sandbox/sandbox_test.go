@@ -2,7 +2,9 @@ package sandbox
 
 import (
 	"context"
+	"errors"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -10,7 +12,7 @@ import (
 )
 
 func TestTreeKeyIgnoresPackageOrder(t *testing.T) {
-	k1 := TreeKey()
+	k1 := TreeKey(DefaultSuite)
 	saved := Packages
 	t.Cleanup(func() { Packages = saved })
 	rev := append([]string(nil), saved...)
@@ -18,13 +20,54 @@ func TestTreeKeyIgnoresPackageOrder(t *testing.T) {
 		rev[i], rev[j] = rev[j], rev[i]
 	}
 	Packages = rev
-	if k2 := TreeKey(); k2 != k1 {
+	if k2 := TreeKey(DefaultSuite); k2 != k1 {
 		t.Errorf("key depends on package order: %s vs %s", k1, k2)
 	}
 	Packages = append(rev, "jq")
-	if k3 := TreeKey(); k3 == k1 {
+	if k3 := TreeKey(DefaultSuite); k3 == k1 {
 		t.Errorf("key unchanged by an added package")
 	}
+}
+
+func TestTreeKeyPerSuite(t *testing.T) {
+	if TreeKey("") != TreeKey(DefaultSuite) {
+		t.Errorf("the empty suite is not the default one")
+	}
+	if TreeKey("sid") == TreeKey(DefaultSuite) {
+		t.Errorf("sid and %s share a cache key", DefaultSuite)
+	}
+}
+
+func TestDebootstrapReason(t *testing.T) {
+	log := "I: Retrieving InRelease \nI: Checking Release signature\nE: Couldn't find these debs: docker-cli\n"
+	if got, want := debootstrapReason(log), "E: Couldn't find these debs: docker-cli"; got != want {
+		t.Errorf("reason = %q, want %q", got, want)
+	}
+	if got := debootstrapReason("I: a\nsomething went wrong\n"); got != "something went wrong" {
+		t.Errorf("reason without E: lines = %q, want the last line", got)
+	}
+}
+
+// TestBuildTreeFailureSaysWhy: a debootstrap that fails (here a suite it has
+// no script for: no network needed) is a *TreeBuildError carrying
+// debootstrap's own words, which an optional suite's tier reports when it
+// skips.
+func TestBuildTreeFailureSaysWhy(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: debootstrap")
+	}
+	if _, err := exec.LookPath("debootstrap"); err != nil {
+		t.Skip("debootstrap not installed (integration/hostdeps.sh test installs it)")
+	}
+	err := BuildTree(context.Background(), "dockward-no-such-suite", filepath.Join(t.TempDir(), "rootfs"), t.Logf)
+	var be *TreeBuildError
+	if !errors.As(err, &be) {
+		t.Fatalf("BuildTree error = %v (%T), want a *TreeBuildError", err, err)
+	}
+	if be.Suite != "dockward-no-such-suite" || !strings.Contains(be.Reason, "E: ") {
+		t.Errorf("TreeBuildError{Suite: %q, Reason: %q}, want the suite and debootstrap's E: line\n%s", be.Suite, be.Reason, be.Log)
+	}
+	t.Logf("reason: %s", be.Reason)
 }
 
 func TestMirrorFromSources(t *testing.T) {
@@ -72,7 +115,7 @@ func TestMachine(t *testing.T) {
 		t.Errorf("Run exit code = %d, %v; want 7, nil", code, err)
 	}
 	// Nothing written inside reaches the cached tree.
-	if _, err := os.Stat(filepath.Join(TreePath(), "etc/sandbox-test")); err == nil {
+	if _, err := os.Stat(filepath.Join(TreePath(DefaultSuite), "etc/sandbox-test")); err == nil {
 		t.Errorf("a file written in the machine appeared in the cached tree")
 	}
 }
@@ -135,7 +178,7 @@ func BenchmarkBoot(b *testing.B) {
 	if os.Geteuid() != 0 {
 		b.Skip("needs root: boots a systemd-nspawn machine")
 	}
-	if _, _, err := EnsureTree(context.Background(), b.Logf); err != nil {
+	if _, _, err := EnsureTree(context.Background(), DefaultSuite, b.Logf); err != nil {
 		b.Fatal(err)
 	}
 	var total time.Duration
@@ -164,7 +207,7 @@ func BenchmarkTreeBuild(b *testing.B) {
 	}
 	for b.Loop() {
 		dir := b.TempDir()
-		if err := BuildTree(context.Background(), filepath.Join(dir, "rootfs"), b.Logf); err != nil {
+		if err := BuildTree(context.Background(), os.Getenv("DOCKWARD_BENCH_SUITE"), filepath.Join(dir, "rootfs"), b.Logf); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -19,9 +19,20 @@ import (
 	"github.com/gofrs/flock"
 )
 
-// Suite is the Debian release the machine runs: the nearest to Ubuntu 24.04
-// (systemd 255, docker.io 24-28, nftables 1.0.9) that these hosts can fetch.
-const Suite = "trixie"
+// DefaultSuite is the Debian release a machine runs unless Options.Suite
+// says otherwise: the nearest to Ubuntu 24.04 (systemd 255, docker.io 24-28,
+// nftables 1.0.9) that these hosts can fetch (trixie: systemd 257, Docker
+// 26). "sid" gives Docker 28 and the newest systemd; it moves daily, so its
+// tree may fail to build on a given day (see TreeBuildError).
+const DefaultSuite = "trixie"
+
+// suiteOr is suite, or DefaultSuite when empty.
+func suiteOr(suite string) string {
+	if suite == "" {
+		return DefaultSuite
+	}
+	return suite
+}
 
 // Packages is what debootstrap installs on top of minbase. Changing it
 // changes the cache key, so a new tree is built next time.
@@ -48,39 +59,83 @@ const Marker = "/etc/dockward-testbed"
 // take a few minutes).
 var BuildTimeout = 15 * time.Minute
 
-// TreeKey is the cache key: the suite, the sorted package list and the
-// preparation recipe. The mirror is not part of it: any Debian mirror gives
-// the same tree.
-func TreeKey() string {
+// TreeKey is the cache key of a suite's tree ("" = DefaultSuite): the suite,
+// the sorted package list and the preparation recipe. The mirror is not part
+// of it: any Debian mirror gives the same tree.
+func TreeKey(suite string) string {
+	suite = suiteOr(suite)
 	pk := append([]string(nil), Packages...)
 	sort.Strings(pk)
 	h := sha256.New()
-	fmt.Fprintf(h, "suite=%s\nvariant=minbase\nrecipe=%s\npackages=%s\n", Suite, recipe, strings.Join(pk, ","))
+	fmt.Fprintf(h, "suite=%s\nvariant=minbase\nrecipe=%s\npackages=%s\n", suite, recipe, strings.Join(pk, ","))
 	return hex.EncodeToString(h.Sum(nil))
 }
 
-// TreePath is where the cached root file system for the current key lives.
-func TreePath() string { return filepath.Join(CacheDir, TreeKey(), "rootfs") }
+// TreePath is where the cached root file system of a suite's tree lives.
+func TreePath(suite string) string { return filepath.Join(CacheDir, TreeKey(suite), "rootfs") }
 
-// TreeCached reports whether the tree for the current key is already built.
-func TreeCached() bool {
-	_, err := os.Stat(filepath.Join(CacheDir, TreeKey(), "complete"))
+// TreeCached reports whether a suite's tree is already built.
+func TreeCached(suite string) bool {
+	_, err := os.Stat(filepath.Join(CacheDir, TreeKey(suite), "complete"))
 	return err == nil
 }
 
-// EnsureTree returns the cached tree, building it first if needed. Building
+// TreeBuildError is a tree that could not be built: debootstrap failed (for
+// sid, often a transition in the archive on that day) or the mirror is
+// unknown. Reason is debootstrap's own error lines ("E: ..."), or the last
+// line of its log; Log is the log's tail.
+type TreeBuildError struct {
+	Suite  string
+	Reason string
+	Log    string
+	Err    error
+}
+
+func (e *TreeBuildError) Error() string {
+	msg := fmt.Sprintf("build the Debian %s tree: %v", e.Suite, e.Err)
+	if e.Reason != "" {
+		msg += ": " + e.Reason
+	}
+	if e.Log != "" {
+		msg += "\n--- debootstrap log (tail) ---\n" + e.Log
+	}
+	return msg
+}
+
+func (e *TreeBuildError) Unwrap() error { return e.Err }
+
+// debootstrapReason picks debootstrap's error lines out of its log: "E: "
+// lines (debootstrap's and apt's), and "W: Failure" ones; else the last line.
+func debootstrapReason(log string) string {
+	var out []string
+	lines := strings.Split(strings.TrimRight(log, "\n"), "\n")
+	for _, l := range lines {
+		l = strings.TrimSpace(l)
+		if strings.HasPrefix(l, "E: ") || strings.HasPrefix(l, "W: Failure") {
+			out = append(out, l)
+		}
+	}
+	if len(out) == 0 && len(lines) > 0 {
+		out = append(out, strings.TrimSpace(lines[len(lines)-1]))
+	}
+	return strings.Join(out, "; ")
+}
+
+// EnsureTree returns a suite's cached tree ("" = DefaultSuite), building it
+// first if needed; a failed build is a *TreeBuildError. Building
 // is atomic (a temp directory renamed into place once complete) and
 // serialised by a file lock, so concurrent test processes build it once and
 // a crashed build leaves nothing that looks usable. built says whether this
 // call built it; logf receives progress lines.
-func EnsureTree(ctx context.Context, logf func(format string, args ...any)) (root string, built bool, err error) {
-	if TreeCached() {
-		return TreePath(), false, nil
+func EnsureTree(ctx context.Context, suite string, logf func(format string, args ...any)) (root string, built bool, err error) {
+	suite = suiteOr(suite)
+	if TreeCached(suite) {
+		return TreePath(suite), false, nil
 	}
 	if err := os.MkdirAll(CacheDir, 0o755); err != nil {
 		return "", false, fmt.Errorf("create %s: %w", CacheDir, err)
 	}
-	key := TreeKey()
+	key := TreeKey(suite)
 	lock := flock.New(filepath.Join(CacheDir, key+".lock"))
 	lctx, cancel := context.WithTimeout(ctx, BuildTimeout+time.Minute)
 	defer cancel()
@@ -90,8 +145,8 @@ func EnsureTree(ctx context.Context, logf func(format string, args ...any)) (roo
 	}
 	defer lock.Unlock() //nolint:errcheck // released on close anyway
 	// Built by whoever held the lock before us?
-	if TreeCached() {
-		return TreePath(), false, nil
+	if TreeCached(suite) {
+		return TreePath(suite), false, nil
 	}
 	removeStaleBuilds(key)
 
@@ -101,7 +156,7 @@ func EnsureTree(ctx context.Context, logf func(format string, args ...any)) (roo
 	}
 	defer os.RemoveAll(tmp) //nolint:errcheck // gone after the rename; left only on failure
 	start := time.Now()
-	if err := BuildTree(ctx, filepath.Join(tmp, "rootfs"), logf); err != nil {
+	if err := BuildTree(ctx, suite, filepath.Join(tmp, "rootfs"), logf); err != nil {
 		return "", false, err
 	}
 	if err := os.WriteFile(filepath.Join(tmp, "complete"), []byte(time.Now().UTC().Format(time.RFC3339)+"\n"), 0o644); err != nil {
@@ -111,24 +166,28 @@ func EnsureTree(ctx context.Context, logf func(format string, args ...any)) (roo
 	if err := os.Rename(tmp, final); err != nil {
 		return "", false, fmt.Errorf("move built tree to %s: %w", final, err)
 	}
-	logf("sandbox: built the tree in %s: %s", time.Since(start).Round(100*time.Millisecond), final)
-	return TreePath(), true, nil
+	logf("sandbox: built the Debian %s tree in %s: %s", suite, time.Since(start).Round(100*time.Millisecond), final)
+	return TreePath(suite), true, nil
 }
 
-// BuildTree builds the machine's root file system into rootfs (which must
-// not exist yet): debootstrap from this host's Debian mirror, then the
-// preparation that makes it a fresh host. EnsureTree caches its result.
-func BuildTree(ctx context.Context, rootfs string, logf func(format string, args ...any)) error {
-	mirror, err := Mirror()
-	if err != nil {
-		return err
+// BuildTree builds a suite's root file system ("" = DefaultSuite) into
+// rootfs (which must not exist yet): debootstrap from this host's Debian
+// mirror, then the preparation that makes it a fresh host. EnsureTree
+// caches its result. A failed debootstrap is a *TreeBuildError.
+func BuildTree(ctx context.Context, suite, rootfs string, logf func(format string, args ...any)) error {
+	suite = suiteOr(suite)
+	if _, err := exec.LookPath("debootstrap"); err != nil {
+		return fmt.Errorf("debootstrap not installed (integration/hostdeps.sh installs it; or apt-get install debootstrap): %w", err)
 	}
-	logf("sandbox: building the Debian %s tree with debootstrap from %s (about a minute, once per host)", Suite, mirror)
+	mirror := Mirror()
+	logf("sandbox: building the Debian %s tree with debootstrap from %s (about a minute, once per host)", suite, mirror)
 	bctx, cancel := context.WithTimeout(ctx, BuildTimeout)
 	defer cancel()
 	logPath := filepath.Join(filepath.Dir(rootfs), "debootstrap.log")
-	if err := debootstrap(bctx, rootfs, mirror, logPath); err != nil {
-		return fmt.Errorf("debootstrap %s into %s: %w\n%s", Suite, rootfs, err, tail(logPath, 40))
+	if err := debootstrap(bctx, suite, rootfs, mirror, logPath); err != nil {
+		log := tail(logPath, 40)
+		return &TreeBuildError{Suite: suite, Reason: debootstrapReason(log), Log: log,
+			Err: fmt.Errorf("debootstrap %s into %s: %w", suite, rootfs, err)}
 	}
 	if err := prepareTree(rootfs); err != nil {
 		return fmt.Errorf("prepare tree %s: %w", rootfs, err)
@@ -145,14 +204,14 @@ func removeStaleBuilds(key string) {
 	}
 }
 
-func debootstrap(ctx context.Context, rootfs, mirror, logPath string) error {
+func debootstrap(ctx context.Context, suite, rootfs, mirror, logPath string) error {
 	lf, err := os.Create(logPath)
 	if err != nil {
 		return err
 	}
 	defer lf.Close()
 	cmd := exec.CommandContext(ctx, "debootstrap", "--variant=minbase",
-		"--include="+strings.Join(Packages, ","), Suite, rootfs, mirror)
+		"--include="+strings.Join(Packages, ","), suite, rootfs, mirror)
 	cmd.Stdout, cmd.Stderr = lf, lf
 	// debootstrap mounts /proc and /sys inside the target; in a private
 	// mount namespace they vanish with it even when it is killed midway.
@@ -160,9 +219,6 @@ func debootstrap(ctx context.Context, rootfs, mirror, logPath string) error {
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
 	cmd.WaitDelay = 10 * time.Second
 	cmd.Env = append(os.Environ(), "DEBIAN_FRONTEND=noninteractive", "LC_ALL=C")
-	if _, err := exec.LookPath("debootstrap"); err != nil {
-		return fmt.Errorf("debootstrap not installed (apt-get install debootstrap systemd-container): %w", err)
-	}
 	return cmd.Run()
 }
 
@@ -191,10 +247,11 @@ func prepareTree(rootfs string) error {
 
 // Mirror is the Debian mirror this host's apt sources name (deb822 files in
 // /etc/apt/sources.list.d, then the one-line /etc/apt/sources.list), so the
-// repository never hard-codes one. DOCKWARD_TESTBED_MIRROR overrides it.
-func Mirror() (string, error) {
+// repository never hard-codes a local one. DOCKWARD_TESTBED_MIRROR overrides
+// it; a host whose sources name no Debian mirror (Ubuntu) uses FallbackMirror.
+func Mirror() string {
 	if m := os.Getenv("DOCKWARD_TESTBED_MIRROR"); m != "" {
-		return m, nil
+		return m
 	}
 	var uris []string
 	files, _ := filepath.Glob("/etc/apt/sources.list.d/*.sources")
@@ -209,11 +266,17 @@ func Mirror() (string, error) {
 	for _, u := range uris {
 		// The main archive, not debian-security, debian-debug or a backports host.
 		if strings.HasSuffix(strings.TrimRight(u, "/"), "/debian") {
-			return strings.TrimRight(u, "/"), nil
+			return strings.TrimRight(u, "/")
 		}
 	}
-	return "", fmt.Errorf("no Debian mirror (a URI ending in /debian) in /etc/apt/sources.list.d/*.sources or sources.list; set DOCKWARD_TESTBED_MIRROR")
+	return FallbackMirror
 }
+
+// FallbackMirror is Debian's own redirector, for hosts whose apt sources
+// name no Debian mirror (an Ubuntu host: debootstrap then checks the
+// signatures with debian-archive-keyring, which integration/hostdeps.sh
+// installs).
+const FallbackMirror = "http://deb.debian.org/debian"
 
 // fileLines returns a file's lines; an unreadable file has none.
 func fileLines(path string) []string {

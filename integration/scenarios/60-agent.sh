@@ -81,22 +81,24 @@ need "the firewall table exists" test -n "$table"
 
 # --- daemon.json edited by hand
 cursor=$(journal_cursor)
+starts=$(docker_starts_mark)
 set_json_string /etc/docker/daemon.json max-size 99m
 wait_for 30 "daemon.json corrected" bash -c '[[ $(sha256sum /etc/docker/daemon.json) == "$0" ]]' "$daemon_sum"
 expect_eq "$(checksums /etc/docker/daemon.json)" "$daemon_sum" "an edited daemon.json is put back by the agent"
 wait_log 120 "restart docker.service: verified"
 wait_docker_active
-expect_eq "$(docker_starts_since "$cursor")" 1 "docker restarted once for the corrected daemon.json"
+expect_eq "$(docker_starts_since "$starts")" 1 "docker restarted once for the corrected daemon.json"
 
 # --- the nftables table deleted
-cursor=$(journal_cursor)
+starts=$(docker_starts_mark)
 nft delete table inet dockward
 wait_for 30 "table inet dockward back" nft list table inet dockward
 expect_eq "$(stateless_table)" "$table" "a deleted table inet dockward is put back, rule for rule"
-expect_eq "$(docker_starts_since "$cursor")" 0 "the firewall's correction restarted nothing"
+expect_eq "$(docker_starts_since "$starts")" 0 "the firewall's correction restarted nothing"
 
 # --- the dockremap subuid line removed
 cursor=$(journal_cursor)
+starts=$(docker_starts_mark)
 sed -i '/^dockremap:/d' /etc/subuid
 wait_for 30 "subuid line back" grep -q '^dockremap:' /etc/subuid
 expect_eq "$(checksums /etc/subuid /etc/subgid)" "$subuid_sum" "a removed dockremap subuid line is put back"
@@ -107,7 +109,7 @@ wait_docker_active
 # nothing runs while nothing changes
 sleep 5
 expect_eq "$(runs)" 4 "four runs in all (start, daemon.json, table, subuid): none for its own writes or docker restarts"
-expect_eq "$(docker_starts_since "$cursor")" 1 "docker restarted once for the subuid change"
+expect_eq "$(docker_starts_since "$starts")" 1 "docker restarted once for the subuid change"
 expect_eq "$(show MainPID)" "$pid" "the agent is the same process"
 
 # --- a declared network created later gets its rules (SIGHUP loads the config)

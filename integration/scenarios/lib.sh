@@ -134,15 +134,59 @@ converge() { need "dockward apply converges the host" bash -c '"$0" apply; c=$?;
 # invocation_id: docker.service's current InvocationID (changes on every start).
 invocation_id() { systemctl show -p InvocationID --value docker.service; }
 
-# journal_cursor: the journal position now, for counting what happens after.
+# journal_cursor: the journal position now, for reading dockward's own log
+# lines written after it (60-agent). Never used to count systemd's doings:
+# systemd words its messages differently from one version to the next.
 journal_cursor() { journalctl -q -n 1 --show-cursor -o cat 2>/dev/null | sed -n 's/^-- cursor: //p'; }
 
-# docker_starts_since CURSOR: how many times systemd finished starting
-# docker.service after CURSOR (the "Started docker.service" message, by its
-# catalog id, so that the wording does not matter).
+# Counting docker.service's starts without reading the journal. systemd
+# keeps no start counter (NRestarts counts only its own automatic
+# restarts), so run.sh gives the unit a runtime drop-in (under /run, gone at
+# reboot) whose ExecStartPre appends the unit's InvocationID to
+# $DW_DOCKER_STARTS on every start attempt: a trace of the InvocationID
+# property, written by systemd's own process of each start.
+DW_DOCKER_STARTS=${DW_DOCKER_STARTS:-/run/dockward-scenarios/docker-starts}
+DW_DOCKER_DROPIN=/run/systemd/system/docker.service.d/90-dockward-scenarios-starts.conf
+
+# count_docker_starts: install the drop-in (run.sh does, once per run).
+count_docker_starts() {
+	mkdir -p "${DW_DOCKER_STARTS%/*}" "${DW_DOCKER_DROPIN%/*}" || return 1
+	: >>"$DW_DOCKER_STARTS"
+	printf '%s\n' '# dockward acceptance scenarios: one line per start of docker.service (its InvocationID)' \
+		'[Service]' \
+		"ExecStartPre=-/bin/sh -c 'echo \"\$\$INVOCATION_ID\" >>$DW_DOCKER_STARTS'" >"$DW_DOCKER_DROPIN" &&
+		systemctl daemon-reload &&
+		systemctl show -p ExecStartPre docker.service | grep -q "$DW_DOCKER_STARTS"
+}
+
+# uncount_docker_starts: remove the drop-in and the trace.
+uncount_docker_starts() {
+	rm -f "$DW_DOCKER_DROPIN" "$DW_DOCKER_STARTS"
+	systemctl daemon-reload
+}
+
+# docker_starts_mark: the position in the trace now, for docker_starts_since.
+docker_starts_mark() { wc -l <"$DW_DOCKER_STARTS" 2>/dev/null || echo 0; }
+
+# docker_starts_since MARK: how many times docker.service was started after
+# MARK. When it was, the last start recorded must be the running
+# invocation (InvocationID): otherwise the trace is not to be trusted, and
+# the answer says so (an assertion comparing it to a number then fails).
 docker_starts_since() {
-	journalctl -q --no-pager -o cat --after-cursor="$1" \
-		MESSAGE_ID=39f53479d3a045ac8e11786248231fbf UNIT=docker.service 2>/dev/null | grep -c .
+	local n last
+	if [[ ! -e $DW_DOCKER_DROPIN || ! -e $DW_DOCKER_STARTS ]]; then
+		echo "unknown (no start trace: run.sh installs it with count_docker_starts)"
+		return
+	fi
+	n=$(($(docker_starts_mark) - $1))
+	if ((n > 0)); then
+		last=$(tail -n 1 "$DW_DOCKER_STARTS")
+		if [[ $last != "$(invocation_id)" ]]; then
+			echo "$n (untrustworthy: the last recorded start, $last, is not the running InvocationID $(invocation_id))"
+			return
+		fi
+	fi
+	echo "$n"
 }
 
 # wait_for SECONDS WHAT CMD...: poll CMD until it succeeds, bounded.

@@ -46,11 +46,22 @@ export DOCKWARD=${DOCKWARD:-dockward}
 if ! command -v "$DOCKWARD" >/dev/null; then echo "run.sh: $DOCKWARD not found" >&2; exit 1; fi
 export DW_RESULTS
 DW_RESULTS=$(mktemp)
-trap 'rm -f "$DW_RESULTS"' EXIT
+# shellcheck source=SCRIPTDIR/lib.sh
+. "$here/lib.sh"
+trap 'rm -f "$DW_RESULTS"; uncount_docker_starts' EXIT
+export DW_DOCKER_STARTS
+# docker.service's starts are counted from a trace of its InvocationID (see
+# lib.sh), never from journal text, whose wording changes between systemd
+# versions.
+if ! count_docker_starts; then
+	echo "run.sh: cannot install the docker.service start trace ($DW_DOCKER_DROPIN)" >&2
+	exit 1
+fi
 
 now() { date +%s.%N; }
 elapsed() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1fs", b - a }'; }
 echo "dockward acceptance scenarios on $(hostname) ($(. /etc/os-release && echo "$PRETTY_NAME"), $("$DOCKWARD" version 2>&1 | head -n 1))"
+echo "Docker $(docker version --format '{{.Server.Version}}' 2>&1 | head -n 1), $(systemctl --version | head -n 1)"
 t0=$(now)
 for s in "${selected[@]}"; do
 	name=${s%.sh}
