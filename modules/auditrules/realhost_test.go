@@ -146,10 +146,7 @@ func TestRealHost(t *testing.T) {
 // own state in a temp directory (nothing of this host's apt changes).
 func auditdDebs(t *testing.T) string {
 	t.Helper()
-	mirror, err := sandbox.Mirror()
-	if err != nil {
-		t.Skipf("no Debian mirror to fetch auditd from: %v", err)
-	}
+	mirror := sandbox.Mirror()
 	d := t.TempDir()
 	debs := d + "/cache/archives"
 	for _, dir := range []string{d + "/state/lists/partial", debs + "/partial"} {
@@ -157,13 +154,13 @@ func auditdDebs(t *testing.T) string {
 			t.Fatal(err)
 		}
 	}
-	list := "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] " + mirror + " " + sandbox.Suite + " main\n"
+	list := "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] " + mirror + " " + sandbox.DefaultSuite + " main\n"
 	if err := os.WriteFile(d+"/sources.list", []byte(list), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	opts := []string{"-o", "Dir::State=" + d + "/state", "-o", "Dir::Cache=" + d + "/cache",
 		"-o", "Dir::Etc::SourceList=" + d + "/sources.list", "-o", "Dir::Etc::SourceParts=/dev/null",
-		"-o", "Dir::State::status=" + sandbox.TreePath() + "/rootfs/var/lib/dpkg/status",
+		"-o", "Dir::State::status=" + sandbox.TreePath(sandbox.DefaultSuite) + "/var/lib/dpkg/status",
 		"-o", "Debug::NoLocking=1", "-o", "APT::Sandbox::User=root"}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
