@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"os"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -54,6 +55,10 @@ type Loop struct {
 	Reload <-chan struct{}
 	// ConfigPath, when set, is watched: a change reloads.
 	ConfigPath string
+	// ConfigDir, when set, is the drop-in directory (conf.d): a *.hcl file
+	// added, changed or removed there reloads, as does the directory
+	// itself appearing or going.
+	ConfigDir string
 	// Notify sends sd_notify states ("READY=1", "STATUS=..."); may be nil.
 	Notify  func(state string)
 	Metrics *Metrics
@@ -61,7 +66,8 @@ type Loop struct {
 	// WatchFiles sets up a watch on files (the configuration, the files of
 	// FileWatchers) and returns it; nil when watching is unavailable. The
 	// watches are in place when it returns. Default: inotify on the files'
-	// directories. Tests pass a fake.
+	// directories. A path ending in "/" stands for the *.hcl files of that
+	// directory (ConfigDir). Tests pass a fake.
 	WatchFiles func(files []string) FileWatch
 
 	Debounce time.Duration // quiet time that ends a burst of events
@@ -265,8 +271,17 @@ func (l *Loop) watch(ctx context.Context, eng *Engine, set LoopSettings, emit fu
 	if set.Watch {
 		l.startWatchers(wctx, &w.wg, eng, emit)
 	}
+	var config []string
 	if l.ConfigPath != "" {
-		if fw := l.WatchFiles([]string{l.ConfigPath}); fw != nil {
+		config = append(config, l.ConfigPath)
+	}
+	if l.ConfigDir != "" {
+		// The directory as a file of its parent (created or removed), and
+		// its drop-ins.
+		config = append(config, l.ConfigDir, filepath.Clean(l.ConfigDir)+string(filepath.Separator))
+	}
+	if len(config) > 0 {
+		if fw := l.WatchFiles(config); fw != nil {
 			w.wg.Add(1)
 			go func() {
 				defer w.wg.Done()
@@ -337,7 +352,20 @@ func (l *Loop) keepWatching(ctx context.Context, es EventSource, env *Env, emit 
 type fileWatch struct {
 	w    *fsnotify.Watcher
 	want map[string]bool
-	log  *logrus.Logger
+	// wantDirs are directories whose *.hcl files are all wanted.
+	wantDirs map[string]bool
+	log      *logrus.Logger
+}
+
+// wanted says whether an event's path is one of the files watched.
+func (fw *fileWatch) wanted(name string) bool {
+	name = filepath.Clean(name)
+	if fw.want[name] {
+		return true
+	}
+	base := filepath.Base(name)
+	// config.IsDropInName's rule, not imported: agent does not depend on config.
+	return fw.wantDirs[filepath.Dir(name)] && strings.HasSuffix(base, ".hcl") && !strings.HasPrefix(base, ".")
 }
 
 // inotify sets up the watches; nil when inotify is unavailable.
@@ -347,9 +375,18 @@ func (l *Loop) inotify(files []string) FileWatch {
 		l.Log.WithError(err).Error("inotify unavailable; relying on the interval")
 		return nil
 	}
-	fw := &fileWatch{w: w, want: map[string]bool{}, log: l.Log}
+	fw := &fileWatch{w: w, want: map[string]bool{}, wantDirs: map[string]bool{}, log: l.Log}
 	dirs := map[string]bool{}
 	for _, f := range files {
+		if strings.HasSuffix(f, string(filepath.Separator)) {
+			d := filepath.Clean(f)
+			if _, err := os.Stat(d); err != nil {
+				continue // not there (yet): its creation is watched as a file
+			}
+			fw.wantDirs[d] = true
+			dirs[d] = true
+			continue
+		}
 		fw.want[filepath.Clean(f)] = true
 		dirs[filepath.Dir(f)] = true
 	}
@@ -373,7 +410,7 @@ func (fw *fileWatch) Run(ctx context.Context, changed func(string)) {
 			if !ok {
 				return
 			}
-			if fw.want[filepath.Clean(ev.Name)] && !ev.Has(fsnotify.Chmod) {
+			if fw.wanted(ev.Name) && !ev.Has(fsnotify.Chmod) {
 				changed(ev.Name)
 			}
 		case err, ok := <-fw.w.Errors:

@@ -60,26 +60,52 @@ func Load(filename string, src []byte, kinds []Kind) (*File, hcl.Diagnostics) {
 // Diagnostics come in file order, at most MaxDiagnostics of them and one
 // more saying how many were left out.
 func Decode(filename string, src []byte, kinds []Kind) (*File, hcl.Diagnostics) {
-	f, diags := decode(filename, src, kinds)
+	return DecodeParts([]Part{{Filename: filename, Bytes: src}}, kinds)
+}
+
+// LoadSource is Load over a Source's main file and drop-ins.
+func LoadSource(src *Source, kinds []Kind) (*File, hcl.Diagnostics) {
+	f, diags := DecodeParts(src.Parts(), kinds)
+	if diags.HasErrors() {
+		return nil, diags
+	}
+	return f, diags
+}
+
+// DecodeParts is Decode over several files merged in the order given (the
+// main file, then its conf.d drop-ins): see mergeBlocks for the rules.
+func DecodeParts(parts []Part, kinds []Kind) (*File, hcl.Diagnostics) {
+	f, diags := decode(parts, kinds)
 	return f, capDiagnostics(diags)
 }
 
-func decode(filename string, src []byte, kinds []Kind) (_ *File, diags hcl.Diagnostics) {
-	out := &File{Filename: filename, Files: map[string]*hcl.File{}}
-	if diags := checkLimits(filename, src); diags.HasErrors() {
-		out.Agent = DefaultAgent()
-		return out, diags
-	}
-	hf, diags := hclsyntax.ParseConfig(src, filename, hcl.InitialPos)
-	if hf != nil {
-		out.Files[filename] = hf
+func decode(parts []Part, kinds []Kind) (_ *File, diags hcl.Diagnostics) {
+	out := &File{Filename: parts[0].Filename, Files: map[string]*hcl.File{}}
+	// Every file's size and nesting first, then its syntax: a file that
+	// fails either stops the decode, after all of them were looked at.
+	var parsed []*hcl.File
+	for _, p := range parts {
+		if d := checkLimits(p.Filename, p.Bytes); d.HasErrors() {
+			diags = append(diags, d...)
+			continue
+		}
+		hf, d := hclsyntax.ParseConfig(p.Bytes, p.Filename, hcl.InitialPos)
+		if hf != nil {
+			out.Files[p.Filename] = hf
+		}
+		diags = append(diags, d...)
+		parsed = append(parsed, hf)
 	}
 	if diags.HasErrors() {
+		out.Agent = DefaultAgent()
 		return out, diags
 	}
 	// Number literals no float64 holds; what the blocks then say about
 	// the rounded value (a count of 0, say) is dropped below.
-	literals := checkNumberLiterals(hf)
+	var literals hcl.Diagnostics
+	for _, hf := range parsed {
+		literals = append(literals, checkNumberLiterals(hf)...)
+	}
 	defer func() { diags = append(literals, dropCovered(diags, literals)...) }()
 
 	byType := map[string]Kind{AgentKind.Type: AgentKind}
@@ -95,22 +121,16 @@ func decode(filename string, src []byte, kinds []Kind) (_ *File, diags hcl.Diagn
 	for _, t := range types {
 		schema.Blocks = append(schema.Blocks, hcl.BlockHeaderSchema{Type: t, LabelNames: byType[t].Labels})
 	}
-	content, d := hf.Body.Content(schema)
+	var all hcl.Blocks
+	for _, hf := range parsed {
+		content, d := hf.Body.Content(schema)
+		diags = append(diags, d...)
+		all = append(all, content.Blocks...)
+	}
+	blocks, seen, d := mergeBlocks(all)
 	diags = append(diags, d...)
 
-	seen := map[string]hcl.Range{}
-	for _, hb := range content.Blocks {
-		id := BlockID(hb)
-		if first, dup := seen[id]; dup {
-			diags = append(diags, &hcl.Diagnostic{
-				Severity: hcl.DiagError,
-				Summary:  "Duplicate " + hb.Type + " block",
-				Detail:   fmt.Sprintf("%s was already declared at %s; each block may appear only once.", id, first),
-				Subject:  hb.DefRange.Ptr(),
-			})
-			continue
-		}
-		seen[id] = hb.DefRange
+	for _, hb := range blocks {
 		blk, d := byType[hb.Type].Decode(hb)
 		diags = append(diags, d...)
 		if blk == nil {

@@ -18,6 +18,12 @@ func CheckOwnership(path string) error {
 	if !fi.Mode().IsRegular() {
 		return fmt.Errorf("%s: not a regular file", path)
 	}
+	return checkWriters(path, fi)
+}
+
+// checkWriters refuses a file or directory someone other than root (or
+// the running user) could write.
+func checkWriters(path string, fi os.FileInfo) error {
 	if fi.Mode().Perm()&0o022 != 0 {
 		return fmt.Errorf("%s: refusing a configuration that is group- or world-writable (mode %04o); it drives root actions: chmod go-w %s", path, fi.Mode().Perm(), path)
 	}

@@ -149,6 +149,9 @@ func load(g *globals, log *logrus.Logger, stdout, stderr io.Writer, report bool)
 	if src.Embedded {
 		log.Infof("%s does not exist; using the embedded default configuration (dockward init prints it)", config.DefaultPath)
 	}
+	for _, p := range src.DropIns {
+		log.Infof("merging drop-in %s", p.Filename)
+	}
 	if report && g.format == "json" {
 		_ = config.WriteJSON(stdout, diags)
 	} else if len(diags) > 0 {
@@ -167,14 +170,15 @@ func load(g *globals, log *logrus.Logger, stdout, stderr io.Writer, report bool)
 }
 
 // readConfig reads the configuration (-c, or the default path under
-// --root, or the embedded default) and decodes it against the registry's
-// block kinds: the one place the command line does.
+// --root, or the embedded default, and the conf.d drop-ins beside it) and
+// decodes it against the registry's block kinds: the one place the
+// command line does, for validate, plan, apply and the agent's reloads.
 func readConfig(g *globals) (*config.Source, *config.File, hcl.Diagnostics, error) {
 	src, err := config.Read(g.config, g.root)
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	cfg, diags := config.Decode(src.Filename, src.Bytes, modules.Kinds)
+	cfg, diags := config.DecodeParts(src.Parts(), modules.Kinds)
 	return src, cfg, diags, nil
 }
 

@@ -91,12 +91,14 @@ func runAgent(ctx context.Context, g *globals, first *config.File, log *logrus.L
 	switch {
 	case first.Filename != config.DefaultFilename:
 		loop.ConfigPath = first.Filename
+		loop.ConfigDir = config.DropInDir(first.Filename)
 	case g.config == "":
 		// Running on the embedded default: a configuration file that
 		// appears where it is looked for is loaded, as a changed one is.
 		p := managedfile.Join(g.root, config.DefaultPath)
 		if _, err := os.Stat(filepath.Dir(p)); err == nil {
 			loop.ConfigPath = p
+			loop.ConfigDir = config.DropInDir(p)
 		}
 	}
 	if err := loop.Run(ctx); err != nil {
