@@ -1,0 +1,10 @@
+docker_daemon {
+  settings = {
+    "log-level" = "warn"
+  }
+}
+
+firewall {
+  network "bridge" {
+  }
+}

@@ -1,0 +1,11 @@
+docker_daemon {
+  path = "/etc/docker/daemon.json"
+  settings = {
+    "live-restore" = true
+  }
+}
+
+firewall {
+  network "bridge" {
+  }
+}
