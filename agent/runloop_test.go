@@ -349,3 +349,51 @@ func TestLoopCorrectsAChangeMadeDuringItsOwnEcho(t *testing.T) {
 		}
 	})
 }
+
+// TestInotifySeesDropIns: a path ending in "/" watches the *.hcl files of
+// that directory (conf.d); an editor's swap file there is not a change.
+func TestInotifySeesDropIns(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "conf.d")
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	l := &Loop{Log: logrus.New()}
+	w := l.inotify([]string{dir, dir + "/"})
+	if w == nil {
+		t.Skip("inotify unavailable")
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	got := make(chan string, 16)
+	done := make(chan struct{})
+	go func() { defer close(done); w.Run(ctx, func(p string) { got <- p }) }()
+	defer func() { cancel(); <-done }()
+	for _, n := range []string{".20-role.hcl.swp", "20-role.hcl~", "20-role.hcl"} {
+		if err := os.WriteFile(filepath.Join(dir, n), []byte("{}"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want := filepath.Join(dir, "20-role.hcl")
+	select {
+	case p := <-got:
+		if p != want {
+			t.Fatalf("changed %q, want %q (the first event must be the drop-in)", p, want)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no inotify event within 10s for a new drop-in")
+	}
+	// Removing it is a change too.
+	for len(got) > 0 {
+		<-got
+	}
+	if err := os.Remove(want); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case p := <-got:
+		if p != want {
+			t.Fatalf("changed %q, want %q", p, want)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no inotify event within 10s for a removed drop-in")
+	}
+}
