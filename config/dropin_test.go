@@ -141,7 +141,7 @@ func TestDropInMergeRules(t *testing.T) {
 		},
 		errs: []string{"conf.d/10-part.hcl:2,1|Duplicate subordinate_ids block|subordinate_ids.dockremap was already declared at main.hcl:1,1"},
 	}, {
-		name: "the agent block twice names both places",
+		name:  "the agent block twice names both places",
 		files: []string{"agent {\n}\n", "agent {\n}\n"},
 		errs:  []string{"conf.d/10-part.hcl:1,1|Duplicate agent block|agent was already declared at main.hcl:1,1"},
 	}, {
