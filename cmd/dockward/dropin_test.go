@@ -10,6 +10,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/dockward/dockward/agent/agenttest"
 )
 
 // TestDropInsUnderRoot: validate, plan and apply read
@@ -36,6 +38,8 @@ func TestDropInsUnderRoot(t *testing.T) {
 	if code != 2 || !strings.Contains(out, "+ live-restore") {
 		t.Fatalf("plan exit %d\n%s%s", code, out, errs)
 	}
+	// The plan names the drop-in that set a value.
+	agenttest.Golden(t, "testdata/dropin-plan.golden", strings.ReplaceAll(out, root, "ROOT"))
 	if code, out, errs := runBin(t, "apply", "--root", root); code != 2 {
 		t.Fatalf("apply exit %d\n%s%s", code, out, errs)
 	}

@@ -40,6 +40,10 @@ type Block struct {
 	// or SwitchMigrate.
 	OnSwitch string
 	Range    hcl.Range
+	// Origins says where a managed key was set ("file:line") when that is
+	// another file than the one first declaring docker_daemon (a conf.d
+	// drop-in merged over it): plan names it in the change's Detail.
+	Origins map[string]string
 
 	// remap is the userns_remap value as decoded, for the check that its
 	// user's subordinate_ids block is declared.
@@ -148,6 +152,12 @@ func decode(hb *hcl.Block) (config.Block, hcl.Diagnostics) {
 	sort.SliceStable(keys, func(i, j int) bool { return keys[i].rng.Start.Byte < keys[j].rng.Start.Byte })
 	for _, k := range keys {
 		b.Managed = append(b.Managed, k.Member)
+		if k.rng.Filename != hb.DefRange.Filename {
+			if b.Origins == nil {
+				b.Origins = map[string]string{}
+			}
+			b.Origins[k.Key] = fmt.Sprintf("%s:%d", k.rng.Filename, k.rng.Start.Line)
+		}
 	}
 	return b, diags
 }

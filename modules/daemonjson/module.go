@@ -129,6 +129,11 @@ func (m *Module) planFile(ctx context.Context, env *agent.Env) (*agent.Plan, err
 	}
 	after := Merge(doc, m.cfg.Managed, owned)
 	changes := markReloads(Diff(doc, after))
+	for i, c := range changes {
+		if o, ok := m.cfg.Origins[c.Target]; ok && c.Action != agent.Delete && c.Detail == "" {
+			changes[i].Detail = "set in " + o
+		}
+	}
 	if len(changes) == 0 {
 		// The content is right; its mode and owner must be too: a
 		// group- or world-writable daemon.json lets others configure a
