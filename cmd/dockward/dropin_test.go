@@ -1,15 +1,12 @@
 package main
 
 import (
-	"bufio"
 	"encoding/json"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
-	"time"
 
 	"github.com/dockward/dockward/agent/agenttest"
 )
@@ -88,47 +85,8 @@ func TestReloadReadsDropIns(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	cmd := exec.Command(dockwardBin(t), "run", "-c", cfg, "--root", root, "--log-format", "json", "--log-level", "debug")
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	lines := make(chan string, 100)
-	go func() {
-		sc := bufio.NewScanner(stderr)
-		sc.Buffer(make([]byte, 1<<20), 1<<20)
-		for sc.Scan() {
-			lines <- sc.Text()
-		}
-		close(lines)
-		exited <- cmd.Wait()
-	}()
-	defer func() {
-		if cmd.ProcessState == nil {
-			_ = cmd.Process.Kill()
-		}
-	}()
-	waitFor := func(what string) string {
-		t.Helper()
-		timeout := time.After(60 * time.Second)
-		for {
-			select {
-			case l, ok := <-lines:
-				if !ok {
-					t.Fatalf("dockward run exited (%v) before logging %q", <-exited, what)
-				}
-				if strings.Contains(l, what) {
-					return l
-				}
-			case <-timeout:
-				t.Fatalf("no %q logged in 60 s", what)
-			}
-		}
-	}
+	agent := startAgent(t, "-c", cfg, "--root", root, "--log-format", "json", "--log-level", "debug")
+	waitFor, cmd, lines, exited := agent.waitFor, agent.cmd, agent.lines, agent.exited
 	waitFor(`"trigger":"start"`)
 
 	// A drop-in added is seen by the watch (no SIGHUP sent).

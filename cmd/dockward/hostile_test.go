@@ -46,47 +46,8 @@ func TestReloadOfDeeplyNestedFileKeepsRunning(t *testing.T) {
 	cfg := filepath.Join(dir, "dockward.hcl")
 	writeFile(t, cfg, "agent {\n  watch = false\n  interval = \"1h\"\n}\ndocker_daemon {\n  settings = { debug = true }\n  validate = false\n}\n", 0o600)
 
-	cmd := exec.Command(dockwardBin(t), "run", "-c", cfg, "--root", root, "--log-format", "json", "--log-level", "debug")
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	lines := make(chan string, 100)
-	go func() {
-		sc := bufio.NewScanner(stderr)
-		sc.Buffer(make([]byte, 1<<20), 1<<20)
-		for sc.Scan() {
-			lines <- sc.Text()
-		}
-		close(lines)
-		exited <- cmd.Wait()
-	}()
-	defer func() {
-		if cmd.ProcessState == nil {
-			_ = cmd.Process.Kill()
-		}
-	}()
-	waitFor := func(what string) string {
-		t.Helper()
-		timeout := time.After(60 * time.Second)
-		for {
-			select {
-			case l, ok := <-lines:
-				if !ok {
-					t.Fatalf("dockward run exited (%v) before logging %q", <-exited, what)
-				}
-				if strings.Contains(l, what) {
-					return l
-				}
-			case <-timeout:
-				t.Fatalf("no %q logged in 60 s", what)
-			}
-		}
-	}
+	agent := startAgent(t, "-c", cfg, "--root", root, "--log-format", "json", "--log-level", "debug")
+	waitFor, cmd, lines, exited := agent.waitFor, agent.cmd, agent.lines, agent.exited
 	waitFor(`"trigger":"start"`)
 
 	tmp := cfg + ".new"
@@ -109,5 +70,63 @@ func TestReloadOfDeeplyNestedFileKeepsRunning(t *testing.T) {
 	}
 	if err := <-exited; err != nil {
 		t.Fatalf("dockward run after SIGTERM: %v", err)
+	}
+}
+
+// runningAgent is `dockward run` as a child process whose log lines a test
+// waits for.
+type runningAgent struct {
+	t      *testing.T
+	cmd    *exec.Cmd
+	lines  chan string
+	exited chan error
+}
+
+// startAgent starts `dockward run` with args (the binary under test) and
+// kills it when the test ends, if it is still running.
+func startAgent(t *testing.T, args ...string) *runningAgent {
+	t.Helper()
+	a := &runningAgent{t: t, cmd: exec.Command(dockwardBin(t), append([]string{"run"}, args...)...), lines: make(chan string, 100), exited: make(chan error, 1)}
+	stderr, err := a.cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		sc.Buffer(make([]byte, 1<<20), 1<<20)
+		for sc.Scan() {
+			a.lines <- sc.Text()
+		}
+		close(a.lines)
+		a.exited <- a.cmd.Wait()
+	}()
+	t.Cleanup(func() {
+		if a.cmd.ProcessState == nil {
+			_ = a.cmd.Process.Kill()
+		}
+	})
+	return a
+}
+
+// waitFor returns the first log line containing what, failing after 60 s
+// or when the agent exits first.
+func (a *runningAgent) waitFor(what string) string {
+	a.t.Helper()
+	timeout := time.After(60 * time.Second)
+	for {
+		select {
+		case l, ok := <-a.lines:
+			if !ok {
+				a.t.Fatalf("dockward run exited (%v) before logging %q", <-a.exited, what)
+			}
+			if strings.Contains(l, what) {
+				return l
+			}
+		case <-timeout:
+			a.t.Fatalf("no %q logged in 60 s", what)
+		}
 	}
 }
