@@ -504,15 +504,30 @@ func dockwardChecks() []Check {
 
 func firstN(s []string, n int) []string { return s[:min(n, len(s))] }
 
-func subIDRange(e *judgeEnv, path string, data []byte, err error) result {
+// parseSubIDs parses a subuid or subgid file for a check; a read error is
+// readErr's verdict (Fail for the remap user's ranges, Skip for overlap).
+func parseSubIDs(path string, data []byte, err error, readErr Status) (*subid.File, result) {
 	res := result{target: path}
 	if err != nil {
-		res.status, res.detail = Fail, err.Error()
-		return res
+		res.status = readErr
+		if readErr == Skip {
+			res.reason = err.Error()
+		} else {
+			res.detail = err.Error()
+		}
+		return nil, res
 	}
 	f, err := subid.Parse(path, data)
 	if err != nil {
 		res.status, res.detail = Fail, err.Error()
+		return nil, res
+	}
+	return f, res
+}
+
+func subIDRange(e *judgeEnv, path string, data []byte, err error) result {
+	f, res := parseSubIDs(path, data, err, Fail)
+	if f == nil {
 		return res
 	}
 	var total uint64
@@ -527,37 +542,26 @@ func subIDRange(e *judgeEnv, path string, data []byte, err error) result {
 }
 
 func subIDOverlap(path string, data []byte, err error) result {
-	res := result{target: path}
-	if err != nil {
-		res.status, res.reason = Skip, err.Error()
+	f, res := parseSubIDs(path, data, err, Skip)
+	if f == nil {
 		return res
 	}
-	f, err := subid.Parse(path, data)
-	if err != nil {
-		res.status, res.detail = Fail, err.Error()
-		return res
-	}
-	type span struct {
-		owner      string
-		start, end uint64
-	}
-	var spans []span
+	var entries []subid.Line
 	for _, l := range f.Lines {
 		if l.Kind == subid.Entry {
-			spans = append(spans, span{l.Owner, l.Range.Start, l.Range.Start + l.Range.Count})
+			entries = append(entries, l)
 		}
 	}
 	var bad []string
-	for i := range spans {
-		for j := i + 1; j < len(spans); j++ {
-			a, b := spans[i], spans[j]
-			if a.owner != b.owner && a.start < b.end && b.start < a.end {
-				bad = append(bad, fmt.Sprintf("%s %d-%d overlaps %s %d-%d", a.owner, a.start, a.end-1, b.owner, b.start, b.end-1))
+	for i, a := range entries {
+		for _, b := range entries[i+1:] {
+			if a.Owner != b.Owner && a.Range.Overlaps(b.Range) {
+				bad = append(bad, fmt.Sprintf("%s %s overlaps %s %s", a.Owner, a.Range, b.Owner, b.Range))
 			}
 		}
 	}
 	res.status = map[bool]Status{true: Pass, false: Fail}[len(bad) == 0]
-	res.detail = pick(len(bad) == 0, fmt.Sprintf("%d ranges, none overlapping another user's", len(spans)), strings.Join(bad, "; "))
+	res.detail = pick(len(bad) == 0, fmt.Sprintf("%d ranges, none overlapping another user's", len(entries)), strings.Join(bad, "; "))
 	return res
 }
 
