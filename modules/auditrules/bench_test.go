@@ -1,7 +1,7 @@
 package auditrules
 
 import (
-	"context"
+	"github.com/dockward/dockward/agent/agenttest"
 	"testing"
 )
 
@@ -14,17 +14,9 @@ func BenchmarkPlanConverged(b *testing.B) {
 	a := &fakeAuditd{state: AuditdRunning, file: env.Path(DefaultPath)}
 	m := New(&Block{Path: DefaultPath, Key: "docker", Load: true})
 	m.units, m.auditd, m.treeIsLive = debianUnits, a, true
-	p, err := m.Plan(context.Background(), env)
-	if err != nil {
-		b.Fatal(err)
-	}
-	if err := m.Apply(context.Background(), env, p); err != nil {
-		b.Fatal(err)
-	}
+	agenttest.Converge(b, m, env)
 	b.ResetTimer()
 	for b.Loop() {
-		if p, err := m.Plan(context.Background(), env); err != nil || !p.Empty() {
-			b.Fatal(err, p)
-		}
+		agenttest.PlanEmpty(b, m, env)
 	}
 }

@@ -1,7 +1,7 @@
 package dockerfiles
 
 import (
-	"context"
+	"github.com/dockward/dockward/agent/agenttest"
 	"testing"
 )
 
@@ -12,17 +12,9 @@ func BenchmarkPlanConverged(b *testing.B) {
 	looseTree(b, env.Root)
 	m := New(&Block{Files: map[string]Spec{}})
 	m.units = units
-	p, err := m.Plan(context.Background(), env)
-	if err != nil {
-		b.Fatal(err)
-	}
-	if err := m.Apply(context.Background(), env, p); err != nil {
-		b.Fatal(err)
-	}
+	agenttest.Converge(b, m, env)
 	b.ResetTimer()
 	for b.Loop() {
-		if p, err := m.Plan(context.Background(), env); err != nil || !p.Empty() {
-			b.Fatal(err, p)
-		}
+		agenttest.PlanEmpty(b, m, env)
 	}
 }
