@@ -1,7 +1,7 @@
 package auditrules
 
 import (
-	"github.com/dockward/dockward/agent/agenttest"
+	"github.com/dockward/dockward/agent/moduletest"
 	"testing"
 )
 
@@ -14,9 +14,9 @@ func BenchmarkPlanConverged(b *testing.B) {
 	a := &fakeAuditd{state: AuditdRunning, file: env.Path(DefaultPath)}
 	m := New(&Block{Path: DefaultPath, Key: "docker", Load: true})
 	m.units, m.auditd, m.treeIsLive = debianUnits, a, true
-	agenttest.Converge(b, m, env)
+	moduletest.Converge(b, m, env)
 	b.ResetTimer()
 	for b.Loop() {
-		agenttest.PlanEmpty(b, m, env)
+		moduletest.PlanEmpty(b, m, env)
 	}
 }

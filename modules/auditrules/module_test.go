@@ -3,6 +3,7 @@ package auditrules
 import (
 	"context"
 	"fmt"
+	"github.com/dockward/dockward/agent/moduletest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -23,15 +24,6 @@ func newModule(t *testing.T, src string, a *fakeAuditd) *Module {
 	return m
 }
 
-func plan(t *testing.T, m *Module, env *agent.Env) *agent.Plan {
-	t.Helper()
-	p, err := m.Plan(context.Background(), env)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return p
-}
-
 func TestPlanApplyPlanAuditdStates(t *testing.T) {
 	for _, tc := range []struct {
 		name      string
@@ -49,7 +41,7 @@ func TestPlanApplyPlanAuditdStates(t *testing.T) {
 			debianTree(t, env.Root)
 			a := &fakeAuditd{state: tc.state, file: env.Path(DefaultPath)}
 			m := newModule(t, `audit_rules {}`, a)
-			p := plan(t, m, env)
+			p := moduletest.Plan(t, m, env)
 			c := change(p, DefaultPath)
 			if c == nil || c.Action != agent.Create || change(p, TmpfilesPath) == nil {
 				t.Fatalf("plan: %+v", p.Changes)
@@ -70,7 +62,7 @@ func TestPlanApplyPlanAuditdStates(t *testing.T) {
 			if err != nil || fi.Mode().Perm() != 0o640 {
 				t.Fatalf("rules file: %v %v", fi, err)
 			}
-			p = plan(t, m, env)
+			p = moduletest.Plan(t, m, env)
 			if !p.Empty() {
 				t.Fatalf("plan after apply: %+v", p.Changes)
 			}
@@ -89,11 +81,11 @@ func TestKernelDriftIsReloaded(t *testing.T) {
 	debianTree(t, env.Root)
 	a := &fakeAuditd{state: AuditdRunning, file: env.Path(DefaultPath)}
 	m := newModule(t, `audit_rules {}`, a)
-	if err := m.Apply(context.Background(), env, plan(t, m, env)); err != nil {
+	if err := m.Apply(context.Background(), env, moduletest.Plan(t, m, env)); err != nil {
 		t.Fatal(err)
 	}
 	a.kernel = nil
-	p := plan(t, m, env)
+	p := moduletest.Plan(t, m, env)
 	if len(p.Changes) != 1 || p.Changes[0].Target != targetLoad || !strings.Contains(p.Changes[0].Detail, "/usr/sbin/dockerd") {
 		t.Fatalf("plan: %+v", p.Changes)
 	}
@@ -112,7 +104,7 @@ func TestLoadFailure(t *testing.T) {
 		listErr: fmt.Errorf("auditctl -l: exit status 1: Error sending rule list data request (Operation not permitted)"),
 		loadErr: fmt.Errorf("augenrules --load: exit status 1: There was an error in line 5 of /etc/audit/audit.rules")}
 	m := newModule(t, `audit_rules {}`, a)
-	p := plan(t, m, env)
+	p := moduletest.Plan(t, m, env)
 	if c := change(p, targetLoad); len(p.Changes) != 3 || c == nil || !strings.Contains(c.Detail, "cannot read the kernel's rules") {
 		t.Fatalf("plan: %+v", p.Changes)
 	}
@@ -124,7 +116,7 @@ func TestLoadFailure(t *testing.T) {
 	if !strings.Contains(string(data), "-w /usr/sbin/dockerd -p wa -k docker") {
 		t.Fatalf("file not written: %s", data)
 	}
-	p = plan(t, m, env)
+	p = moduletest.Plan(t, m, env)
 	if len(p.Changes) != 1 || p.Changes[0].Target != targetLoad {
 		t.Fatalf("plan after a failed load: %+v", p.Changes)
 	}
@@ -136,14 +128,14 @@ func TestOfflineWritesOnly(t *testing.T) {
 	env := rootEnv(t)
 	debianTree(t, env.Root)
 	m := New(decodeBlock(t, `audit_rules {}`))
-	p := plan(t, m, env)
+	p := moduletest.Plan(t, m, env)
 	if c := change(p, DefaultPath); len(p.Changes) != 2 || c == nil || !strings.Contains(c.Detail, "offline") {
 		t.Fatalf("plan: %+v", p.Changes)
 	}
 	if err := m.Apply(context.Background(), env, p); err != nil {
 		t.Fatal(err)
 	}
-	if p := plan(t, m, env); !p.Empty() {
+	if p := moduletest.Plan(t, m, env); !p.Empty() {
 		t.Fatalf("plan after apply: %+v", p.Changes)
 	}
 }
@@ -159,14 +151,14 @@ func TestDrift(t *testing.T) {
 		t.Fatal(err)
 	}
 	m := New(decodeBlock(t, `audit_rules {}`))
-	if err := m.Apply(context.Background(), env, plan(t, m, env)); err != nil {
+	if err := m.Apply(context.Background(), env, moduletest.Plan(t, m, env)); err != nil {
 		t.Fatal(err)
 	}
 	path := env.Path(DefaultPath)
 	if err := os.WriteFile(path, []byte("-w /etc/docker -p wa -k docker\n-w /tmp -p wa -k docker\n"), 0o640); err != nil {
 		t.Fatal(err)
 	}
-	p := plan(t, m, env)
+	p := moduletest.Plan(t, m, env)
 	if len(p.Changes) != 1 || p.Changes[0].Action != agent.Update || !strings.Contains(p.Changes[0].Detail, "-/tmp") ||
 		!strings.Contains(p.Changes[0].Detail, "+/usr/sbin/dockerd") {
 		t.Fatalf("plan: %+v", p.Changes)
@@ -177,14 +169,14 @@ func TestDrift(t *testing.T) {
 	if err := os.Chmod(path, 0o666); err != nil {
 		t.Fatal(err)
 	}
-	p = plan(t, m, env)
+	p = moduletest.Plan(t, m, env)
 	if len(p.Changes) != 1 || !p.Changes[0].Metadata || p.Changes[0].Old != "mode 0666" {
 		t.Fatalf("plan: %+v", p.Changes)
 	}
 	if err := m.Apply(context.Background(), env, p); err != nil {
 		t.Fatal(err)
 	}
-	if p := plan(t, m, env); !p.Empty() {
+	if p := moduletest.Plan(t, m, env); !p.Empty() {
 		t.Fatalf("plan after apply: %+v", p.Changes)
 	}
 	if data, _ := os.ReadFile(other); string(data) != "-D\n-w /etc/passwd -p wa -k identity\n" {
@@ -197,7 +189,7 @@ func TestApplyRefusesAChangedFile(t *testing.T) {
 	env := rootEnv(t)
 	debianTree(t, env.Root)
 	m := New(decodeBlock(t, `audit_rules {}`))
-	p := plan(t, m, env)
+	p := moduletest.Plan(t, m, env)
 	mkfile(t, env.Path(DefaultPath))
 	if err := m.Apply(context.Background(), env, p); err == nil || !strings.Contains(err.Error(), "changed since the plan") {
 		t.Fatalf("apply: %v", err)
@@ -267,7 +259,7 @@ func TestPlanGolden(t *testing.T) {
 			debianTree(t, env.Root)
 			m := newModule(t, `audit_rules {}`, &fakeAuditd{state: tc.state})
 			var sb strings.Builder
-			p := plan(t, m, env)
+			p := moduletest.Plan(t, m, env)
 			for _, c := range p.Changes {
 				fmt.Fprintf(&sb, "%s %s: %q -> %q\n    %s\n", c.Action, c.Target, c.Old, c.New, c.Detail)
 			}
@@ -299,7 +291,7 @@ func TestTmpfilesEntry(t *testing.T) {
 		t.Fatal(err)
 	}
 	m := New(decodeBlock(t, `audit_rules {}`))
-	if err := m.Apply(context.Background(), env, plan(t, m, env)); err != nil {
+	if err := m.Apply(context.Background(), env, moduletest.Plan(t, m, env)); err != nil {
 		t.Fatal(err)
 	}
 	data, err := os.ReadFile(env.Path(TmpfilesPath))
@@ -317,7 +309,7 @@ func TestTmpfilesEntry(t *testing.T) {
 	if err := os.RemoveAll(env.Path("/run/containerd")); err != nil {
 		t.Fatal(err)
 	}
-	p := plan(t, m, env)
+	p := moduletest.Plan(t, m, env)
 	if c := change(p, TmpfilesPath); c == nil || c.Action != agent.Delete {
 		t.Fatalf("plan: %+v", p.Changes)
 	}
@@ -327,7 +319,7 @@ func TestTmpfilesEntry(t *testing.T) {
 	if _, err := os.Stat(env.Path(TmpfilesPath)); !os.IsNotExist(err) {
 		t.Fatalf("entry not removed: %v", err)
 	}
-	if p := plan(t, m, env); !p.Empty() {
+	if p := moduletest.Plan(t, m, env); !p.Empty() {
 		t.Fatalf("plan after apply: %+v", p.Changes)
 	}
 }

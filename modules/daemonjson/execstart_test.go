@@ -3,6 +3,7 @@ package daemonjson
 import (
 	"context"
 	"errors"
+	"github.com/dockward/dockward/agent/moduletest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -312,7 +313,7 @@ func TestNoChangeNoUnitRead(t *testing.T) {
 	units := &fakeUnits{ue: debianUnit(filepath.Join(dir, "none"))}
 	m := liveModule(t, dir, `log_driver = "json-file"`, units)
 	writeFile(t, filepath.Join(dir, "etc/docker/daemon.json"), `{"log-driver": "json-file"}`)
-	if p := plan(t, m, env); !p.Empty() || units.calls != 0 {
+	if p := moduletest.Plan(t, m, env); !p.Empty() || units.calls != 0 {
 		t.Errorf("plan = %v, unit reads = %d; want empty and none", p.Changes, units.calls)
 	}
 }

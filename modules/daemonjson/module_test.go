@@ -3,6 +3,7 @@ package daemonjson
 import (
 	"context"
 	"errors"
+	"github.com/dockward/dockward/agent/moduletest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -43,18 +44,9 @@ func readFile(t testing.TB, path string) string {
 	return string(b)
 }
 
-func plan(t testing.TB, m agent.Module, env *agent.Env) *agent.Plan {
-	t.Helper()
-	p, err := m.Plan(context.Background(), env)
-	if err != nil {
-		t.Fatalf("plan: %v", err)
-	}
-	return p
-}
-
 func apply(t testing.TB, m agent.Module, env *agent.Env) *agent.Plan {
 	t.Helper()
-	p := plan(t, m, env)
+	p := moduletest.Plan(t, m, env)
 	if err := m.Apply(context.Background(), env, p); err != nil {
 		t.Fatalf("apply: %v", err)
 	}
@@ -92,11 +84,11 @@ func TestApplyThenPlanEmpty(t *testing.T) {
 			}
 			m := New(mustDecode(t, designExample))
 			apply(t, m, env)
-			if p := plan(t, m, env); !p.Empty() {
+			if p := moduletest.Plan(t, m, env); !p.Empty() {
 				t.Fatalf("plan after apply: %v", p.Changes)
 			}
 			// And a fresh module instance (a new run) agrees.
-			if p := plan(t, New(mustDecode(t, designExample)), env); !p.Empty() {
+			if p := moduletest.Plan(t, New(mustDecode(t, designExample)), env); !p.Empty() {
 				t.Fatalf("plan after apply, new run: %v", p.Changes)
 			}
 			fi, err := os.Stat(path)
@@ -118,7 +110,7 @@ func TestPlanChangesNothing(t *testing.T) {
 	path := env.Path(DefaultPath)
 	const existing = `{"debug":true}`
 	writeFile(t, path, existing)
-	p := plan(t, New(mustDecode(t, designExample)), env)
+	p := moduletest.Plan(t, New(mustDecode(t, designExample)), env)
 	if p.Empty() {
 		t.Fatal("plan is empty, want changes")
 	}
@@ -163,7 +155,7 @@ func TestFormattingAloneIsNoChange(t *testing.T) {
   log_opts = { max-size = "10m", max-file = 3 }
   settings = { icc = false }
 }`))
-	if p := plan(t, m, env); !p.Empty() {
+	if p := moduletest.Plan(t, m, env); !p.Empty() {
 		t.Fatalf("plan = %v, want empty", p.Changes)
 	}
 }
@@ -196,7 +188,7 @@ func TestDroppedKeyRemovedOnlyIfOwned(t *testing.T) {
 	if got := readFile(t, path); got != want {
 		t.Errorf("file:\n%s\nwant:\n%s", got, want)
 	}
-	if p := plan(t, m, env); !p.Empty() {
+	if p := moduletest.Plan(t, m, env); !p.Empty() {
 		t.Errorf("plan after apply: %v", p.Changes)
 	}
 	// Nothing is owned any more: adding debug by hand later is safe.
@@ -214,7 +206,7 @@ func TestOwnershipIsPerFile(t *testing.T) {
 	// Same key in another file: not ours, so dropping it there keeps it.
 	other := env.Path("/srv/daemon.json")
 	writeFile(t, other, `{"debug": true}`)
-	if p := plan(t, New(mustDecode(t, `docker_daemon {
+	if p := moduletest.Plan(t, New(mustDecode(t, `docker_daemon {
   path = "/srv/daemon.json"
 }`)), env); !p.Empty() {
 		t.Errorf("plan = %v, want empty", p.Changes)
@@ -245,7 +237,7 @@ func TestApplyRefusesFileChangedSincePlan(t *testing.T) {
 	path := env.Path(DefaultPath)
 	writeFile(t, path, `{"debug": true}`)
 	m := New(mustDecode(t, designExample))
-	p := plan(t, m, env)
+	p := moduletest.Plan(t, m, env)
 	writeFile(t, path, `{"debug": false}`)
 	err := m.Apply(context.Background(), env, p)
 	if err == nil || !strings.Contains(err.Error(), "changed since it was planned") {
@@ -308,7 +300,7 @@ func TestReadOnlyDirectory(t *testing.T) {
 	writeFile(t, path, old)
 	makeReadOnly(t, filepath.Dir(path))
 	m := New(mustDecode(t, designExample))
-	p := plan(t, m, env)
+	p := moduletest.Plan(t, m, env)
 	err := m.Apply(context.Background(), env, p)
 	if err == nil || !strings.Contains(err.Error(), "write "+path) {
 		t.Fatalf("apply err = %v, want a write error naming %s", err, path)
@@ -350,7 +342,7 @@ func TestFullFileSystem(t *testing.T) {
 	fill.Close()
 
 	m := New(mustDecode(t, designExample))
-	p := plan(t, m, env)
+	p := moduletest.Plan(t, m, env)
 	if err := m.Apply(context.Background(), env, p); err == nil || !errors.Is(err, syscall.ENOSPC) {
 		t.Fatalf("apply err = %v, want ENOSPC", err)
 	}
@@ -384,7 +376,7 @@ func TestRollbackRestoresPrevious(t *testing.T) {
 	}
 	// Applying again converges again.
 	apply(t, m, env)
-	if p := plan(t, m, env); !p.Empty() {
+	if p := moduletest.Plan(t, m, env); !p.Empty() {
 		t.Errorf("plan = %v", p.Changes)
 	}
 }
@@ -460,7 +452,7 @@ func TestOwnedRecordUnreadableIsSafe(t *testing.T) {
 	writeFile(t, path, `{"debug": true}`)
 	writeFile(t, filepath.Join(stateDir(env.StateDir), ownedFile), `{not json`)
 	// debug would be removed if owned; with the record unreadable it stays.
-	if p := plan(t, New(mustDecode(t, `docker_daemon {}`)), env); !p.Empty() {
+	if p := moduletest.Plan(t, New(mustDecode(t, `docker_daemon {}`)), env); !p.Empty() {
 		t.Errorf("plan = %v, want empty", p.Changes)
 	}
 }
@@ -546,7 +538,7 @@ func TestPermissionDriftIsCorrected(t *testing.T) {
 	if err := os.Chmod(path, 0o666); err != nil {
 		t.Fatal(err)
 	}
-	p := plan(t, m, env)
+	p := moduletest.Plan(t, m, env)
 	if len(p.Changes) != 1 || p.Changes[0].Target != "permissions" || !strings.Contains(p.Changes[0].Old, "mode 0666") {
 		t.Fatalf("plan = %+v", p.Changes)
 	}
@@ -558,7 +550,7 @@ func TestPermissionDriftIsCorrected(t *testing.T) {
 	if fi.Mode().Perm() != 0o644 || readFile(t, path) != content {
 		t.Fatalf("mode %o, content changed: %v", fi.Mode().Perm(), readFile(t, path) != content)
 	}
-	if p := plan(t, m, env); !p.Empty() {
+	if p := moduletest.Plan(t, m, env); !p.Empty() {
 		t.Fatalf("plan after fix = %+v", p.Changes)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"github.com/dockward/dockward/agent/moduletest"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
@@ -275,7 +276,7 @@ func TestSwitchByTheRangesAlone(t *testing.T) {
 	c.env.Facts = agent.NewFacts()
 	c.subIDsPlanned(200000, false)
 	c.m.Engine = func() (*client.Client, error) { t.Error("Engine API asked on a converged host"); return client.New() }
-	if p := plan(t, c.m, c.env); !p.Empty() {
+	if p := moduletest.Plan(t, c.m, c.env); !p.Empty() {
 		t.Errorf("plan after the ranges were written: %+v", p.Changes)
 	}
 }

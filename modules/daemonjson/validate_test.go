@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/dockward/dockward/agent/moduletest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -99,7 +100,7 @@ func TestApplyValidateRejects(t *testing.T) {
 	const old = `{"debug": true}`
 	writeFile(t, path, old)
 
-	p := plan(t, m, env)
+	p := moduletest.Plan(t, m, env)
 	err := m.Apply(context.Background(), env, p)
 	var ve *ValidateError
 	if !errors.As(err, &ve) {

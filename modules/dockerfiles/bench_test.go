@@ -1,7 +1,7 @@
 package dockerfiles
 
 import (
-	"github.com/dockward/dockward/agent/agenttest"
+	"github.com/dockward/dockward/agent/moduletest"
 	"testing"
 )
 
@@ -12,9 +12,9 @@ func BenchmarkPlanConverged(b *testing.B) {
 	looseTree(b, env.Root)
 	m := New(&Block{Files: map[string]Spec{}})
 	m.units = units
-	agenttest.Converge(b, m, env)
+	moduletest.Converge(b, m, env)
 	b.ResetTimer()
 	for b.Loop() {
-		agenttest.PlanEmpty(b, m, env)
+		moduletest.PlanEmpty(b, m, env)
 	}
 }

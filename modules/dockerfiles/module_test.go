@@ -3,6 +3,7 @@ package dockerfiles
 import (
 	"context"
 	"fmt"
+	"github.com/dockward/dockward/agent/moduletest"
 	"net"
 	"os"
 	"path/filepath"
@@ -81,20 +82,11 @@ func newModule(t *testing.T, src string) *Module {
 	return m
 }
 
-func plan(t *testing.T, m *Module, env *agent.Env) *agent.Plan {
-	t.Helper()
-	p, err := m.Plan(context.Background(), env)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return p
-}
-
 func TestPlanApplyPlan(t *testing.T) {
 	env := rootEnv(t)
 	looseTree(t, env.Root)
 	m := newModule(t, `docker_files {}`)
-	p := plan(t, m, env)
+	p := moduletest.Plan(t, m, env)
 	var got []string
 	for _, c := range p.Changes {
 		if !c.Metadata {
@@ -129,7 +121,7 @@ func TestPlanApplyPlan(t *testing.T) {
 	if after, _ := os.ReadFile(env.Path("/etc/docker/daemon.json")); string(after) != string(daemonJSON) {
 		t.Error("content changed")
 	}
-	if p := plan(t, m, env); !p.Empty() {
+	if p := moduletest.Plan(t, m, env); !p.Empty() {
 		t.Fatalf("plan after apply: %+v", p.Changes)
 	}
 }
@@ -149,7 +141,7 @@ func TestOverridesAndLinks(t *testing.T) {
   file "/etc/docker/daemon.json" { mode = "0600" }
   file "/etc/docker/seccomp.json" { mode = "0644" }
 }`)
-	p := plan(t, m, env)
+	p := moduletest.Plan(t, m, env)
 	var got []string
 	for _, c := range p.Changes {
 		got = append(got, c.Target+" "+c.New+" ("+c.Detail+")")
@@ -189,7 +181,7 @@ func TestSocketLive(t *testing.T) {
 }`, sock)))
 	m.units = fakeUnits{}
 	env := &agent.Env{}
-	p := plan(t, m, env)
+	p := moduletest.Plan(t, m, env)
 	var mine []agent.Change
 	for _, c := range p.Changes {
 		if c.Target == sock {
@@ -221,7 +213,7 @@ func TestApplyRefusesAReplacedFile(t *testing.T) {
 	env := rootEnv(t)
 	put(t, env.Path("/etc/docker/daemon.json"), 0o666, "{}")
 	m := newModule(t, `docker_files {}`)
-	p := plan(t, m, env)
+	p := moduletest.Plan(t, m, env)
 	put(t, env.Path("/etc/docker/new.json"), 0o666, "{}")
 	if err := os.Rename(env.Path("/etc/docker/new.json"), env.Path("/etc/docker/daemon.json")); err != nil {
 		t.Fatal(err)
@@ -258,7 +250,7 @@ func TestPlanGolden(t *testing.T) {
 	env := rootEnv(t)
 	looseTree(t, env.Root)
 	var sb strings.Builder
-	for _, c := range plan(t, newModule(t, `docker_files {}`), env).Changes {
+	for _, c := range moduletest.Plan(t, newModule(t, `docker_files {}`), env).Changes {
 		fmt.Fprintf(&sb, "%s %s: %s -> %s (%s)\n", c.Action, c.Target, c.Old, c.New, c.Detail)
 	}
 	agenttest.Golden(t, "testdata/loose-host.golden", sb.String())
@@ -278,14 +270,14 @@ func TestOwner(t *testing.T) {
 		t.Fatal(err)
 	}
 	m := newModule(t, `docker_files {}`)
-	p := plan(t, m, env)
+	p := moduletest.Plan(t, m, env)
 	if len(p.Changes) != 1 || p.Changes[0].Old != "owner alice:docker" || p.Changes[0].New != "owner root:root" {
 		t.Fatalf("plan: %+v", p.Changes)
 	}
 	if err := m.Apply(context.Background(), env, p); err != nil {
 		t.Fatal(err)
 	}
-	if p := plan(t, m, env); !p.Empty() {
+	if p := moduletest.Plan(t, m, env); !p.Empty() {
 		t.Fatalf("plan after apply: %+v", p.Changes)
 	}
 }

@@ -2,6 +2,7 @@ package subid
 
 import (
 	"context"
+	"github.com/dockward/dockward/agent/moduletest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -18,7 +19,7 @@ func TestVerifiedLastKnownGoodSurvivesDrift(t *testing.T) {
 	m.UserAdd, _ = fakeTool(t, addsUser)
 	m.UserDel, _ = fakeTool(t, removeUser)
 	ctx := context.Background()
-	if err := m.Apply(ctx, tr.env, mustPlan(t, m, tr.env)); err != nil {
+	if err := m.Apply(ctx, tr.env, moduletest.Plan(t, m, tr.env)); err != nil {
 		t.Fatal(err)
 	}
 	good := tr.read(t, "etc/subuid")
@@ -37,7 +38,7 @@ func TestVerifiedLastKnownGoodSurvivesDrift(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(tr.root, "etc/subuid"), []byte(bad), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if err := m.Apply(ctx, tr.env, mustPlan(t, m, tr.env)); err != nil {
+	if err := m.Apply(ctx, tr.env, moduletest.Plan(t, m, tr.env)); err != nil {
 		t.Fatal(err)
 	}
 	if err := m.Rollback(ctx, tr.env); err != nil {
@@ -54,7 +55,7 @@ func TestCommitOfUnchangedFilesWritesNothing(t *testing.T) {
 	m := newModule(t, dockremap())
 	m.UserAdd, _ = fakeTool(t, addsUser)
 	ctx := context.Background()
-	if err := m.Apply(ctx, tr.env, mustPlan(t, m, tr.env)); err != nil {
+	if err := m.Apply(ctx, tr.env, moduletest.Plan(t, m, tr.env)); err != nil {
 		t.Fatal(err)
 	}
 	if err := m.Commit(ctx, tr.env); err != nil {

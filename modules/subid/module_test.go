@@ -3,6 +3,7 @@ package subid
 import (
 	"context"
 	"errors"
+	"github.com/dockward/dockward/agent/moduletest"
 	"io/fs"
 	"os"
 	"os/exec"
@@ -137,15 +138,6 @@ func newModule(t testing.TB, b *Block) *Module {
 
 func dockremap() *Block { return &Block{User: "dockremap", Count: 65536, CreateUser: true} }
 
-func mustPlan(t testing.TB, m *Module, env *agent.Env) *agent.Plan {
-	t.Helper()
-	p, err := m.Plan(context.Background(), env)
-	if err != nil {
-		t.Fatalf("Plan: %v", err)
-	}
-	return p
-}
-
 func TestPlanApply(t *testing.T) {
 	tests := []struct {
 		name     string
@@ -260,7 +252,7 @@ func TestPlanApply(t *testing.T) {
 			m.UserAdd, argsFile = fakeTool(t, addsUser)
 
 			before := tr.snapshot(t)
-			p := mustPlan(t, m, tr.env)
+			p := moduletest.Plan(t, m, tr.env)
 			if diff := cmp.Diff(tt.changes, p.Changes); diff != "" {
 				t.Fatalf("plan (-want +got):\n%s", diff)
 			}
@@ -298,11 +290,11 @@ func TestPlanApply(t *testing.T) {
 			}
 
 			after := tr.snapshot(t)
-			if p := mustPlan(t, m, tr.env); !p.Empty() {
+			if p := moduletest.Plan(t, m, tr.env); !p.Empty() {
 				t.Fatalf("plan after apply: %+v", p.Changes)
 			}
 			// A second apply of an empty plan rewrites nothing.
-			if err := m.Apply(context.Background(), tr.env, mustPlan(t, m, tr.env)); err != nil {
+			if err := m.Apply(context.Background(), tr.env, moduletest.Plan(t, m, tr.env)); err != nil {
 				t.Fatal(err)
 			}
 			if diff := cmp.Diff(after, tr.snapshot(t)); diff != "" {
@@ -328,7 +320,7 @@ func TestApplyRealUseradd(t *testing.T) {
 	tr := baseTree(t)
 	m := NewModule(dockremap())
 	m.UserAdd, m.UserDel = useradd, userdel
-	p := mustPlan(t, m, tr.env)
+	p := moduletest.Plan(t, m, tr.env)
 	if len(p.Changes) != 3 {
 		t.Fatalf("plan: %+v", p.Changes)
 	}
@@ -350,7 +342,7 @@ func TestApplyRealUseradd(t *testing.T) {
 	if got, want := tr.read(t, "etc/subuid"), baseSubuid+"dockremap:165536:65536\n"; got != want {
 		t.Errorf("subuid %q, want %q", got, want)
 	}
-	if p := mustPlan(t, m, tr.env); !p.Empty() {
+	if p := moduletest.Plan(t, m, tr.env); !p.Empty() {
 		t.Fatalf("plan after apply: %+v", p.Changes)
 	}
 	for _, f := range []string{"etc/subuid.lock", "etc/subgid.lock"} {
@@ -400,7 +392,7 @@ func TestUseraddFailsRestoresBoth(t *testing.T) {
 	m := newModule(t, dockremap())
 	m.UserAdd, _ = fakeTool(t, `echo "useradd: cannot lock /etc/passwd; try again later." >&2; exit 1`)
 	before := tr.snapshot(t)
-	p := mustPlan(t, m, tr.env)
+	p := moduletest.Plan(t, m, tr.env)
 	err := m.Apply(context.Background(), tr.env, p)
 	if err == nil || !strings.Contains(err.Error(), "put back "+filepath.Join(tr.root, "etc/subuid")+" and "+filepath.Join(tr.root, "etc/subgid")+" as they were") {
 		t.Fatalf("Apply = %v, want an error saying both files were put back", err)
@@ -426,7 +418,7 @@ func TestUseraddSucceedsWithoutUser(t *testing.T) {
 	tr := baseTree(t)
 	m := newModule(t, dockremap())
 	m.UserAdd, _ = fakeTool(t, "exit 0")
-	err := m.Apply(context.Background(), tr.env, mustPlan(t, m, tr.env))
+	err := m.Apply(context.Background(), tr.env, moduletest.Plan(t, m, tr.env))
 	if err == nil || !strings.Contains(err.Error(), "has no user dockremap") || !strings.Contains(err.Error(), "put back") {
 		t.Fatalf("Apply = %v", err)
 	}
@@ -447,7 +439,7 @@ func TestSecondWriteFailsRestoresFirst(t *testing.T) {
 		}
 		return agent.WriteFileAtomic(path, data, perm)
 	}
-	err := m.Apply(context.Background(), tr.env, mustPlan(t, m, tr.env))
+	err := m.Apply(context.Background(), tr.env, moduletest.Plan(t, m, tr.env))
 	if err == nil || !strings.Contains(err.Error(), "no space left") || !strings.Contains(err.Error(), "put back "+filepath.Join(tr.root, "etc/subuid")+" as it was") {
 		t.Fatalf("Apply = %v, want the subgid write's error and subuid put back", err)
 	}
@@ -462,7 +454,7 @@ func TestSecondWriteFailsRestoresFirst(t *testing.T) {
 func TestStalePlan(t *testing.T) {
 	tr := baseTree(t)
 	m := newModule(t, dockremap())
-	p := mustPlan(t, m, tr.env)
+	p := moduletest.Plan(t, m, tr.env)
 	changed := baseSubuid + "bob:165536:65536\n"
 	if err := os.WriteFile(filepath.Join(tr.root, "etc/subuid"), []byte(changed), 0o644); err != nil {
 		t.Fatal(err)
@@ -486,7 +478,7 @@ func TestRollback(t *testing.T) {
 	var delArgs string
 	m.UserDel, delArgs = fakeTool(t, removeUser)
 	before := tr.snapshot(t)
-	if err := m.Apply(context.Background(), tr.env, mustPlan(t, m, tr.env)); err != nil {
+	if err := m.Apply(context.Background(), tr.env, moduletest.Plan(t, m, tr.env)); err != nil {
 		t.Fatal(err)
 	}
 	if err := m.Rollback(context.Background(), tr.env); err != nil {
@@ -511,7 +503,7 @@ func TestRollbackUserdelFailsKeepsRanges(t *testing.T) {
 	tr := baseTree(t)
 	m := newModule(t, dockremap())
 	m.UserDel, _ = fakeTool(t, `echo "userdel: user dockremap is currently used by process 1" >&2; exit 8`)
-	if err := m.Apply(context.Background(), tr.env, mustPlan(t, m, tr.env)); err != nil {
+	if err := m.Apply(context.Background(), tr.env, moduletest.Plan(t, m, tr.env)); err != nil {
 		t.Fatal(err)
 	}
 	applied := tr.snapshot(t)
@@ -528,7 +520,7 @@ func TestRollbackUserdelFailsKeepsRanges(t *testing.T) {
 func TestRollbackOfCreatedFiles(t *testing.T) {
 	tr := newTree(t, map[string]string{"etc/passwd": basePasswd, "etc/group": baseGroup})
 	m := newModule(t, &Block{User: "dockremap", Count: 65536})
-	if err := m.Apply(context.Background(), tr.env, mustPlan(t, m, tr.env)); err != nil {
+	if err := m.Apply(context.Background(), tr.env, moduletest.Plan(t, m, tr.env)); err != nil {
 		t.Fatal(err)
 	}
 	if got := tr.read(t, "etc/subuid"); got != "dockremap:100000:65536\n" {
@@ -564,7 +556,7 @@ func TestReadOnly(t *testing.T) {
 				}
 				t.Cleanup(func() { os.Chmod(etc, 0o755) })
 				m := newModule(t, dockremap())
-				err := m.Apply(context.Background(), tr.env, mustPlan(t, m, tr.env))
+				err := m.Apply(context.Background(), tr.env, moduletest.Plan(t, m, tr.env))
 				if err == nil || !strings.Contains(err.Error(), "permission denied") {
 					t.Fatalf("Apply = %v", err)
 				}
@@ -611,7 +603,7 @@ func TestReadOnlyChild(t *testing.T) {
 	}
 	tr := &tree{root: root, env: &agent.Env{Root: root, StateDir: filepath.Join(root, "var/lib/dockward")}}
 	m := newModule(t, dockremap())
-	err := m.Apply(context.Background(), tr.env, mustPlan(t, m, tr.env))
+	err := m.Apply(context.Background(), tr.env, moduletest.Plan(t, m, tr.env))
 	t.Logf("Apply: %v", err)
 	switch mode {
 	case "dir": // the lock cannot even be taken
@@ -746,7 +738,7 @@ func TestApplyWaitsForHeldLock(t *testing.T) {
 	m := newModule(t, dockremap())
 	m.LockWait = 200 * time.Millisecond
 	before := tr.snapshot(t)
-	err := m.Apply(context.Background(), tr.env, mustPlan(t, m, tr.env))
+	err := m.Apply(context.Background(), tr.env, moduletest.Plan(t, m, tr.env))
 	if err == nil || !strings.Contains(err.Error(), "subgid.lock is held by running process") {
 		t.Fatalf("Apply = %v", err)
 	}
@@ -759,7 +751,7 @@ func TestApplyWaitsForHeldLock(t *testing.T) {
 func BenchmarkPlanConverged(b *testing.B) {
 	tr := baseTree(b)
 	m := newModule(b, dockremap())
-	if err := m.Apply(context.Background(), tr.env, mustPlan(b, m, tr.env)); err != nil {
+	if err := m.Apply(context.Background(), tr.env, moduletest.Plan(b, m, tr.env)); err != nil {
 		b.Fatal(err)
 	}
 	b.ResetTimer()

@@ -2,6 +2,7 @@ package subid
 
 import (
 	"context"
+	"github.com/dockward/dockward/agent/moduletest"
 	"slices"
 	"testing"
 
@@ -14,7 +15,7 @@ func TestPlanPublishesTheRangesItLeadsTo(t *testing.T) {
 	tr := baseTree(t)
 	tr.env.Facts = agent.NewFacts()
 	m := newModule(t, dockremap())
-	p := mustPlan(t, m, tr.env)
+	p := moduletest.Plan(t, m, tr.env)
 	got, ok := tr.env.Facts.SubordinateIDs("dockremap")
 	// alice has 100000+65536, UID 1001 has 231072+65536: the first range
 	// free in both files is the gap between them.
@@ -30,7 +31,7 @@ func TestPlanPublishesTheRangesItLeadsTo(t *testing.T) {
 		t.Fatal(err)
 	}
 	tr.env.Facts = agent.NewFacts()
-	mustPlan(t, m, tr.env)
+	moduletest.Plan(t, m, tr.env)
 	got, _ = tr.env.Facts.SubordinateIDs("dockremap")
 	if got.Changed || !slices.Equal(got.UID, want) {
 		t.Errorf("after apply: published %+v, want the same range, unchanged", got)
