@@ -5,13 +5,13 @@ import (
 	"cmp"
 	"encoding/json"
 	"fmt"
-	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
 
 	"github.com/dockward/dockward/agent"
+	"github.com/dockward/dockward/agent/managedfile"
 )
 
 // Where dockerd keeps its data, and how userns-remap moves it: with
@@ -74,17 +74,25 @@ type idFiles struct {
 	group  []byte
 }
 
-func readIDFiles(env *agent.Env, path func(string) string) (*idFiles, error) {
+// readIDFiles reads the ID files under dir ("" = the live system) through
+// the managed-file layer: regular files only, capped, so a FIFO or device
+// there cannot hang or exhaust the run. A missing file reads as empty.
+func readIDFiles(env *agent.Env, dir string) (*idFiles, error) {
+	root, err := managedfile.Open(dir)
+	if err != nil {
+		return nil, err
+	}
+	defer root.Close()
 	f := &idFiles{env: env}
 	for _, x := range []struct {
 		path string
 		dst  *[]byte
 	}{{"/etc/subuid", &f.subuid}, {"/etc/subgid", &f.subgid}, {"/etc/passwd", &f.passwd}, {"/etc/group", &f.group}} {
-		b, err := os.ReadFile(path(x.path))
-		if err != nil && !os.IsNotExist(err) {
-			return nil, fmt.Errorf("read %s: %w", path(x.path), err)
+		in, err := root.ReadInput(x.path, fileLimit)
+		if err != nil {
+			return nil, fmt.Errorf("read %s: %w", root.Path(x.path), err)
 		}
-		*x.dst = b
+		*x.dst = in.Data
 	}
 	return f, nil
 }

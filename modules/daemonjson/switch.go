@@ -240,7 +240,7 @@ func (m *Module) detectSwitch(ctx context.Context, env *agent.Env, withBlockers 
 		owned = nil // as planFile: the safe side
 	}
 	after := Merge(doc, m.cfg.Managed, owned)
-	ids, err := readIDFiles(env, func(p string) string { return m.hostPath(env, p) })
+	ids, err := readIDFiles(env, filepath.Join(m.hostRoot, env.Root))
 	if err != nil {
 		return nil, err
 	}

@@ -10,7 +10,9 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/dockward/dockward/agent"
 	"github.com/dockward/dockward/agent/agenttest"
@@ -597,5 +599,30 @@ func TestSwitchWithDockerInactiveDoesNotAskTheEngineAPI(t *testing.T) {
 	var refused *SwitchRefusedError
 	if err := c.m.Gate(context.Background(), c.env, c.m.ID(), p); !errors.As(err, &refused) {
 		t.Errorf("Gate = %v, want a refusal", err)
+	}
+}
+
+// The switch check reads the ID files through the managed-file layer: a
+// FIFO there is refused at once, not read (an os.ReadFile hung forever).
+func TestSwitchRefusesSpecialIDFiles(t *testing.T) {
+	c := newSwitchCase(t, withSwitch(""), nil)
+	c.file("etc/docker/daemon.json", `{"log-driver": "json-file"}`)
+	c.file("etc/passwd", "root:x:0:0::/root:/bin/sh\n")
+	if err := syscall.Mkfifo(filepath.Join(c.tree, "etc/group"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	c.subIDsPlanned(100000, true)
+	done := make(chan error, 1)
+	go func() {
+		_, err := c.m.Plan(context.Background(), c.env)
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if err == nil || !strings.Contains(err.Error(), "etc/group") {
+			t.Fatalf("plan with a FIFO as /etc/group: %v, want an error naming it", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("plan hung reading a FIFO as /etc/group")
 	}
 }
