@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/sirupsen/logrus"
@@ -22,6 +23,10 @@ type Engine struct {
 	Log      *logrus.Logger
 	// LockWait bounds how long a run waits for another run's lock.
 	LockWait time.Duration
+
+	// Runs of this Engine may overlap (see overlap.go).
+	once sync.Once
+	ov   *overlap
 }
 
 // Selection restricts a run to some module IDs (apply --only; the run loop
@@ -50,7 +55,7 @@ type run struct {
 func (e *Engine) newRun(command string) *run {
 	return &run{
 		e:        e,
-		env:      &Env{Root: e.Root, StateDir: e.StateDir, Log: logrus.NewEntry(e.logger()), Facts: NewFacts()},
+		env:      &Env{Root: e.Root, StateDir: e.StateDir, Log: logrus.NewEntry(e.logger()), Facts: NewFacts(), UnitsRestarting: e.restarting},
 		journal:  NewJournalIn(e.Root, e.StateDir),
 		rep:      &Report{FormatVersion: ReportFormatVersion, Command: command, Start: time.Now().UTC()},
 		upstream: map[string][]Change{},
@@ -112,18 +117,20 @@ func (e *Engine) restartersOf(id string) []Restarter {
 // takes a shared lock only when the state directory already exists.
 func (e *Engine) Plan(ctx context.Context, only Selection) (*Report, error) {
 	if _, err := os.Stat(e.StateDir); err == nil {
-		l, err := AcquireLockIn(ctx, e.Root, e.StateDir, false, e.lockWait(), logrus.NewEntry(e.logger()))
+		release, err := e.acquire(ctx, false)
 		if err != nil {
 			return nil, err
 		}
-		defer l.Release() //nolint:errcheck
+		defer release()
 	}
 	r := e.newRun("plan")
 	for _, m := range e.Modules {
 		if !only.has(m) {
 			continue
 		}
+		unlock := e.module(m.ID())
 		r.rep.Modules = append(r.rep.Modules, r.planOne(ctx, m))
+		unlock()
 	}
 	r.rep.Duration = time.Since(r.rep.Start).Seconds()
 	return r.rep, nil
@@ -171,21 +178,29 @@ func newResult(m Module) ModuleResult {
 // Apply converges the selected modules in order under the exclusive run
 // lock and writes the run report to the state directory.
 func (e *Engine) Apply(ctx context.Context, only Selection) (*Report, error) {
-	l, err := AcquireLockIn(ctx, e.Root, e.StateDir, true, e.lockWait(), logrus.NewEntry(e.logger()))
+	release, err := e.acquire(ctx, true)
 	if err != nil {
 		return nil, err
 	}
-	defer l.Release() //nolint:errcheck
+	defer release()
 
 	r := e.newRun("apply")
 	for _, m := range e.Modules {
 		if !only.has(m) {
 			continue
 		}
+		if ctx.Err() != nil {
+			// Stopping (the agent's SIGTERM): the modules not begun are
+			// left for the next run rather than started now.
+			r.rep.Modules = append(r.rep.Modules, ModuleResult{ID: m.ID(), Changes: []Change{}, Status: StatusSkipped, Error: "not run: stopping"})
+			continue
+		}
+		unlock := e.module(m.ID())
 		mr := r.applyOne(ctx, m)
 		r.index[m.ID()] = len(r.rep.Modules)
 		r.rep.Modules = append(r.rep.Modules, mr)
 		r.follow(ctx, m, mr) // see switch.go
+		unlock()
 	}
 	if !r.rep.Failed() {
 		e.commit(ctx, r.env, r.rep)
@@ -245,6 +260,9 @@ func (r *run) applyOne(ctx context.Context, m Module) (mr ModuleResult) {
 		log.WithField("target", c.Target).Infof("%s %s", c.Action, describe(c))
 	}
 	mr.Changes = p.Changes
+	if rs, ok := m.(Restarter); ok && env.Due.Owed() {
+		defer r.e.verifying(rs.Unit())()
+	}
 	err = m.Apply(ctx, env, p)
 	mr.Pending = p.Pending // Apply may have found more or less waiting than Plan
 	rs, restarter := m.(Restarter)
@@ -328,6 +346,8 @@ func (r *run) rollback(ctx context.Context, ids []string) error {
 	}
 	return errors.Join(errs...)
 }
+
+func (e *Engine) entry() *logrus.Entry { return logrus.NewEntry(e.logger()) }
 
 func (e *Engine) logger() *logrus.Logger {
 	if e.Log == nil {

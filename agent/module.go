@@ -168,6 +168,17 @@ type Env struct {
 	// Facts carries what modules publish about the state their plans lead
 	// to, for modules later in the run; one per run (see switch.go).
 	Facts *Facts
+	// UnitsRestarting, set by the engine, says whether a run of this
+	// process restarts a unit right now; use Restarting.
+	UnitsRestarting func(unit string) bool
+}
+
+// Restarting reports whether this process is restarting (or reloading)
+// unit right now and waiting for it to come back: a module whose plan asks
+// that unit's daemon something (the firewall asks dockerd for its networks)
+// would wait for the restart too, and can answer from what it last knew.
+func (e *Env) Restarting(unit string) bool {
+	return e.UnitsRestarting != nil && e.UnitsRestarting(unit)
 }
 
 // Offline reports whether live-system modules must skip (--root given).

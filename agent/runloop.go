@@ -121,6 +121,13 @@ type current struct {
 	eng     *Engine
 	set     LoopSettings
 	watches *watches
+	// independent are the modules corrected while a restart is being
+	// verified (Engine.Independent).
+	independent Selection
+}
+
+func (l *Loop) load(ctx context.Context, eng *Engine, set LoopSettings, emit func(loopEvent)) *current {
+	return &current{eng: eng, set: set, watches: l.watch(ctx, eng, set, emit), independent: eng.Independent()}
 }
 
 // watches are the goroutines that turn a configuration's event sources
@@ -135,8 +142,57 @@ func (w *watches) stop() {
 	w.wg.Wait()
 }
 
-// Run converges until ctx ends. A SIGTERM (ctx cancelled) lets the run in
-// flight finish: converges use a context that outlives ctx.
+// Converges run in lanes, goroutines of their own, so that the loop keeps
+// taking events in while one runs. The main lane runs any converge, one at
+// a time. While it is busy (above all while a docker restart is being
+// verified, which takes as long as dockerd's start: seconds, or minutes on
+// a host with many containers), the side lane corrects the modules that no
+// restart waits on and that wait on no restart (the firewall, Docker's
+// file modes): without it, a firewall table deleted during the wait stayed
+// deleted until dockerd was up. The engine lets the two runs share the run
+// lock and keeps them off each other's modules (overlap.go). A reload
+// waits until both lanes are idle.
+const (
+	mainLane = 0
+	sideLane = 1
+)
+
+type lanes struct {
+	busy [2]bool
+	done chan finished
+}
+
+// finished is what a lane hands back to the loop when its run is over.
+type finished struct {
+	lane       int
+	ids        []string // the modules the run covers
+	only       Selection
+	trigger    string
+	begin, end time.Time
+	rep        *Report
+	err        error
+	// quiet is a verification whose plan found nothing: no converge ran.
+	quiet bool
+}
+
+// room says what the lanes can take now.
+func (ln *lanes) room(cur *current) room {
+	switch {
+	case !ln.busy[mainLane]:
+		return room{main: true, idle: !ln.busy[sideLane]}
+	case !ln.busy[sideLane] && len(cur.independent) > 0:
+		return room{side: cur.independent}
+	}
+	return room{}
+}
+
+func (ln *lanes) idle() bool { return !ln.busy[mainLane] && !ln.busy[sideLane] }
+
+// Run converges until ctx ends. A SIGTERM (ctx cancelled) stops it
+// promptly: the runs in flight are cancelled; a module being written
+// finishes its write (writes are atomic), a wait for a restart is given up
+// (the restart stays owed in the journal, and the next start sees to it),
+// modules not begun are left for the next run.
 func (l *Loop) Run(ctx context.Context) error {
 	l.defaults()
 	eng, set, err := l.Load()
@@ -151,100 +207,142 @@ func (l *Loop) Run(ctx context.Context) error {
 		default: // a full queue already holds a converge for everything that matters
 		}
 	}
-	runCtx := context.WithoutCancel(ctx)
+	runCtx, cancelRuns := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelRuns()
 	sch := newSchedule(l)
+	ln := &lanes{done: make(chan finished, 2)}
 
 	// Watch first, so that READY means "converged, and watching": a change
 	// made right after READY is seen. Events the start converge's own
 	// writes cause are ignored like any converge's.
-	cur := &current{eng: eng, set: set, watches: l.watch(ctx, eng, set, emit)}
+	cur := l.load(ctx, eng, set, emit)
 	defer func() { cur.watches.stop() }()
-	l.converge(runCtx, cur, sch, nil, "start")
-	l.Notify("READY=1")
+	l.start(runCtx, ln, sch, mainLane, cur, nil, "start", false)
+	ready := false
 	sch.backstop = NextBackstop(time.Now(), set.Interval, set.Splay, l.rnd)
 
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	for {
-		timer.Reset(max(time.Until(sch.next()), 0))
-		reload := false
+		rm := ln.room(cur)
+		timer.Reset(max(time.Until(sch.next(time.Now(), rm)), 0))
 		select {
 		case <-ctx.Done():
 			l.Log.Info("stopping")
 			l.Notify("STOPPING=1")
+			cancelRuns()
+			for !ln.idle() {
+				f := <-ln.done
+				ln.busy[f.lane] = false
+				l.finish(cur, sch, f)
+			}
 			return nil
 		case <-l.Reload:
-			reload = true
+			sch.reloadWanted(time.Now(), "SIGHUP")
+		case f := <-ln.done:
+			ln.busy[f.lane] = false
+			l.finish(cur, sch, f)
+			if !ready && f.trigger == "start" {
+				// The start converge is over (READY is sent once, also
+				// when it failed: the agent is up and retrying).
+				ready = true
+				l.Notify("READY=1")
+			}
 		case ev := <-events:
 			if sch.event(time.Now(), ev) {
 				l.Log.WithFields(logrus.Fields{"module": ev.module, "event": ev.reason}).Debug("event")
 			}
 		case <-timer.C:
-			w := sch.due(time.Now())
+			w := sch.due(time.Now(), rm)
 			switch {
 			case w.reload:
-				reload = true
+				if next := l.reload(ctx, cur, sch, emit); next != nil {
+					cur = next
+					l.start(runCtx, ln, sch, mainLane, cur, nil, "reload", false)
+				}
 			case w.only != nil:
-				l.converge(runCtx, cur, sch, cur.eng.WithRestarters(w.only), w.trigger)
+				l.start(runCtx, ln, sch, w.lane, cur, cur.eng.WithRestarters(w.only), w.trigger, false)
 			case w.verify != nil:
-				l.verify(runCtx, cur, sch, w.verify, w.trigger)
+				l.start(runCtx, ln, sch, w.lane, cur, w.verify, w.trigger, true)
 			case w.interval:
-				l.converge(runCtx, cur, sch, nil, "interval")
+				l.start(runCtx, ln, sch, mainLane, cur, nil, "interval", false)
 				sch.backstop = NextBackstop(time.Now(), cur.set.Interval, cur.set.Splay, l.rnd)
 			}
-		}
-		if reload {
-			l.reload(ctx, runCtx, cur, sch, emit)
 		}
 	}
 }
 
 // reload loads the configuration again; a bad one is reported and the
-// running one kept. A good one starts afresh: its own run says what fails.
-func (l *Loop) reload(ctx, runCtx context.Context, cur *current, sch *schedule, emit func(loopEvent)) {
+// running one kept (nil). A good one starts afresh: its watches replace
+// the old ones, and its own run (started by the caller) says what fails.
+// Both lanes are idle.
+func (l *Loop) reload(ctx context.Context, cur *current, sch *schedule, emit func(loopEvent)) *current {
 	eng, set, err := l.Load()
 	if err != nil {
 		l.Log.WithError(err).Error("reload: the new configuration is invalid; keeping the running one")
 		l.Notify("STATUS=reload failed: keeping the running configuration")
-		return
+		return nil
 	}
 	l.Log.Info("reload: configuration reloaded")
 	cur.watches.stop()
-	cur.eng, cur.set = eng, set
 	sch.reset()
-	cur.watches = l.watch(ctx, eng, set, emit)
-	l.converge(runCtx, cur, sch, nil, "reload")
 	sch.backstop = NextBackstop(time.Now(), set.Interval, set.Splay, l.rnd)
+	return l.load(ctx, eng, set, emit)
 }
 
-// verify plans modules whose events looked like echoes of the loop's own
-// writes and converges them only when the plan finds drift: the echo was
-// then someone's change made right after ours.
-func (l *Loop) verify(ctx context.Context, cur *current, sch *schedule, only Selection, trigger string) {
-	rep, err := cur.eng.Plan(ctx, only)
-	if err == nil && !rep.Changed() && !rep.Failed() {
-		l.Log.WithField("trigger", trigger).Debug("echo verified: nothing to do")
+// start runs a converge of the selected modules (nil: all) in a lane; with
+// verify, it plans them first (read-only) and converges only when the plan
+// finds drift: their events looked like echoes of the loop's own writes,
+// and are someone's change only if something is to do.
+func (l *Loop) start(ctx context.Context, ln *lanes, sch *schedule, lane int, cur *current, only Selection, trigger string, verify bool) {
+	ln.busy[lane] = true
+	eng := cur.eng
+	// Its events are echoes while it runs (a verification's too: it may
+	// converge, with the restarters of what it verifies).
+	ids := moduleIDs(eng, eng.WithRestarters(only))
+	sch.supp.Begin(ids)
+	go func() {
+		f := finished{lane: lane, ids: ids, only: only, trigger: trigger, begin: time.Now()}
+		if verify {
+			rep, err := eng.Plan(ctx, only)
+			if err == nil && !rep.Changed() && !rep.Failed() {
+				f.quiet, f.end = true, time.Now()
+				ln.done <- f
+				return
+			}
+			f.only = eng.WithRestarters(only)
+			f.begin = time.Now()
+		}
+		f.rep, f.err = eng.Apply(ctx, f.only)
+		f.end = time.Now()
+		ln.done <- f
+	}()
+}
+
+// finish records a lane's converge: the schedule's bookkeeping, metrics,
+// the log and STATUS=.
+func (l *Loop) finish(cur *current, sch *schedule, f finished) {
+	sch.supp.End(f.ids)
+	if f.quiet {
+		l.Log.WithField("trigger", f.trigger).Debug("echo verified: nothing to do")
 		return
 	}
-	l.converge(ctx, cur, sch, cur.eng.WithRestarters(only), trigger)
-}
-
-// converge applies the selected modules (nil: all) and records the outcome.
-func (l *Loop) converge(ctx context.Context, cur *current, sch *schedule, only Selection, trigger string) {
-	ids := moduleIDs(cur.eng, only)
-	start := time.Now()
-	rep, err := cur.eng.Apply(ctx, only)
+	rep, err := f.rep, f.err
 	if rep == nil {
-		rep = &Report{FormatVersion: ReportFormatVersion, Command: "apply", Start: start.UTC(), Duration: time.Since(start).Seconds()}
+		rep = &Report{FormatVersion: ReportFormatVersion, Command: "apply", Start: f.begin.UTC(), Duration: f.end.Sub(f.begin).Seconds()}
 	}
-	failed := sch.observe(start, time.Now(), ids, rep, err)
-	l.Metrics.Observe(rep, trigger != "start")
+	failed := sch.observe(f.begin, f.end, moduleIDs(cur.eng, f.only), rep, err)
+	l.Metrics.Observe(rep, f.trigger != "start")
 	if cur.set.MetricsTextfile != "" {
 		if err := l.Metrics.WriteTextfile(cur.set.MetricsTextfile); err != nil {
 			l.Log.WithError(err).Warn("could not write the metrics textfile")
 		}
 	}
-	entry := l.Log.WithFields(logrus.Fields{"trigger": trigger, "exit": rep.ExitCode(), "duration": time.Since(start).Round(time.Millisecond).String()})
+	fields := logrus.Fields{"trigger": f.trigger, "exit": rep.ExitCode(), "duration": f.end.Sub(f.begin).Round(time.Millisecond).String()}
+	if f.lane == sideLane {
+		fields["lane"] = "side"
+	}
+	entry := l.Log.WithFields(fields)
 	switch {
 	case err != nil:
 		entry.WithError(err).Error("converge failed")
@@ -259,7 +357,7 @@ func (l *Loop) converge(ctx context.Context, cur *current, sch *schedule, only S
 	}
 	l.Notify("STATUS=" + statusLine(rep, err))
 	if l.OnConverge != nil {
-		l.OnConverge(rep, trigger)
+		l.OnConverge(rep, f.trigger)
 	}
 }
 

@@ -93,21 +93,43 @@ func NextBackstop(now time.Time, interval, splay time.Duration, rnd *rand.Rand) 
 	return now.Add(interval + extra)
 }
 
-// Suppressor drops the events a converge's own writes cause. Events carry
+// Suppressor tells the events a converge's own writes cause. Events carry
 // the time their source emitted them. An event for a module is an echo
-// when it was emitted while a converge that wrote to that module ran, or
-// within Grace after it ended (what the event source took to deliver it).
-// A converge that left a module as it was wrote nothing of it, so the
-// module's events from then are someone else's: they are kept, so that a
-// change made right after a converge (an operator's edit just after the
-// agent's start, a network created just after a failed firewall run) is
-// not lost.
+// when it was emitted while a converge that covers the module ran, or
+// within Grace after a converge that wrote to it ended (what the event
+// source took to deliver it). A converge that left a module as it was wrote
+// nothing of it, so the module's events from then are someone else's: they
+// are kept, so that a change made right after a converge (an operator's
+// edit just after the agent's start, a network created just after a failed
+// firewall run) is not lost. The loop verifies echoes rather than dropping
+// them (see schedule.echoes), so one taken wrongly for an echo costs a
+// plan, not a correction.
 type Suppressor struct {
-	Grace time.Duration
-	wrote map[string]window // module ID -> the last converge that wrote to it
+	Grace   time.Duration
+	wrote   map[string]window // module ID -> the last converge that wrote to it
+	running map[string]int    // module ID -> converges covering it that run now
 }
 
 type window struct{ begin, end time.Time }
+
+// Begin notes converges of the modules ids starting.
+func (s *Suppressor) Begin(ids []string) {
+	if s.running == nil {
+		s.running = map[string]int{}
+	}
+	for _, id := range ids {
+		s.running[id]++
+	}
+}
+
+// End notes that a converge Begin noted is over.
+func (s *Suppressor) End(ids []string) {
+	for _, id := range ids {
+		if s.running[id]--; s.running[id] <= 0 {
+			delete(s.running, id)
+		}
+	}
+}
 
 // Record notes a converge that ran from begin to end and wrote to the
 // modules in wrote (changed, rolled back, or failed part-way).
@@ -123,6 +145,9 @@ func (s *Suppressor) Record(begin, end time.Time, wrote []string) {
 // Own reports whether an event for module, emitted at at, is an echo of
 // dockward's own writes.
 func (s *Suppressor) Own(at time.Time, module string) bool {
+	if s.running[module] > 0 {
+		return true
+	}
 	w, ok := s.wrote[module]
 	return ok && !at.Before(w.begin) && at.Before(w.end.Add(s.Grace))
 }
@@ -159,6 +184,7 @@ type schedule struct {
 	// cannot turn a failing module (a docker restart that rolls back) into
 	// a loop. Such events are held until then.
 	failing           map[string]bool
+	retrying          map[string]bool // failing modules whose retry is running
 	failures          int
 	retryAt, lastFail time.Time
 	held              map[string]string // module ID -> reason, events waiting for heldUntil
@@ -187,27 +213,77 @@ func newSchedule(l *Loop) *schedule {
 // reset forgets failures and held events: a new configuration starts afresh.
 func (s *schedule) reset() {
 	s.failing, s.failures, s.retryAt, s.lastFail = map[string]bool{}, 0, time.Time{}, time.Time{}
+	s.retrying = map[string]bool{}
 	s.held = map[string]string{}
 	s.echoes = map[string]string{}
 }
 
 func (s *schedule) heldUntil() time.Time { return s.lastFail.Add(s.backoff.Base) }
 
-// next is when something may be due: a burst's end, a retry, held events,
-// or the backstop.
-func (s *schedule) next() time.Time {
-	next := s.backstop
-	if d := s.deb.Deadline(); !d.IsZero() && d.Before(next) {
-		next = d
+// room is what the run loop's lanes can take now (see runloop.go, lanes).
+type room struct {
+	main bool // the main lane is free: any converge may start
+	idle bool // both lanes are free: a reload may start
+	// side, with the main lane busy and the side lane free, are the
+	// modules a converge may start for.
+	side Selection
+}
+
+func (r room) none() bool { return !r.main && len(r.side) == 0 }
+
+// allows says whether a converge of module id may start now.
+func (r room) allows(id string) bool { return r.main || r.side[id] }
+
+// reloadWanted asks for a reload (SIGHUP); it starts once both lanes are
+// idle.
+func (s *schedule) reloadWanted(now time.Time, why string) {
+	s.held[configKey] = why
+}
+
+// next is when something that room allows may be due: a burst's end, a
+// retry, held events, an echo check, a reload, or the backstop. Work room
+// does not allow waits for a lane to end, which wakes the loop anyway.
+func (s *schedule) next(now time.Time, rm room) time.Time {
+	next := now.Add(time.Hour)
+	if rm.none() {
+		return next
 	}
-	if len(s.failing) > 0 && s.retryAt.Before(next) {
-		next = s.retryAt
+	earlier := func(t time.Time) {
+		if t.Before(next) {
+			next = t
+		}
 	}
-	if h := s.heldUntil(); len(s.held) > 0 && h.Before(next) {
-		next = h
+	_, reloading := s.held[configKey]
+	if rm.main && !reloading {
+		earlier(s.backstop)
 	}
-	if len(s.echoes) > 0 && s.echoCheck.Before(next) {
-		next = s.echoCheck
+	if d := s.deb.Deadline(); !d.IsZero() {
+		earlier(d)
+	}
+	for id := range s.failing {
+		if rm.allows(id) && !s.retrying[id] {
+			earlier(s.retryAt)
+			break
+		}
+	}
+	for id := range s.held {
+		switch {
+		case id == configKey:
+			if rm.idle {
+				earlier(now)
+			}
+		case !rm.allows(id):
+		case s.failing[id]:
+			earlier(s.heldUntil())
+		default:
+			earlier(now)
+		}
+	}
+	for id := range s.echoes {
+		if rm.allows(id) {
+			earlier(s.echoCheck)
+			break
+		}
 	}
 	return next
 }
@@ -234,7 +310,8 @@ func (s *schedule) event(now time.Time, ev loopEvent) bool {
 }
 
 // work is what is due at a moment: a reload, a converge of some modules
-// (only, with its trigger), or the interval's full converge.
+// (only, with its trigger), or the interval's full converge, and the lane
+// it runs in.
 type work struct {
 	reload   bool
 	only     Selection
@@ -243,10 +320,18 @@ type work struct {
 	// verify lists modules to plan (read-only) and converge only when the
 	// plan finds drift: their events looked like echoes of our own writes.
 	verify Selection
+	lane   int
 }
 
-// due says what to do at now.
-func (s *schedule) due(now time.Time) work {
+// due says what to start at now, of what room allows.
+func (s *schedule) due(now time.Time, rm room) work {
+	if rm.none() {
+		return work{}
+	}
+	lane := mainLane
+	if !rm.main {
+		lane = sideLane
+	}
 	if pending, ok := s.deb.Take(now); ok {
 		for id, r := range pending {
 			if _, dup := s.held[id]; !dup {
@@ -255,20 +340,34 @@ func (s *schedule) due(now time.Time) work {
 		}
 	}
 	if _, ok := s.held[configKey]; ok {
-		// The reload converges everything.
-		delete(s.held, configKey)
-		return work{reload: true}
+		switch {
+		case rm.idle:
+			// The reload converges everything.
+			delete(s.held, configKey)
+			return work{reload: true}
+		case rm.main:
+			// The side lane ends soon; the reload goes first then.
+			return work{}
+		}
 	}
 	ready := map[string]string{}
 	for id, r := range s.held {
-		if s.failing[id] && now.Before(s.heldUntil()) {
+		if id == configKey || !rm.allows(id) || (s.failing[id] && now.Before(s.heldUntil())) {
 			continue
 		}
 		ready[id] = r
 		delete(s.held, id)
 	}
-	retryDue := len(s.failing) > 0 && !now.Before(s.retryAt)
-	if len(ready) > 0 || retryDue {
+	var retry []string
+	if len(s.failing) > 0 && !now.Before(s.retryAt) {
+		for _, id := range sortedSet(s.failing) {
+			if rm.allows(id) && !s.retrying[id] {
+				retry = append(retry, id)
+				s.retrying[id] = true
+			}
+		}
+	}
+	if len(ready) > 0 || len(retry) > 0 {
 		only := Selection{}
 		var why []string
 		if len(ready) > 0 {
@@ -277,24 +376,32 @@ func (s *schedule) due(now time.Time) work {
 			}
 			why = append(why, "event: "+describePending(ready))
 		}
-		if retryDue {
-			for id := range s.failing {
+		if len(retry) > 0 {
+			for _, id := range retry {
 				only[id] = true
 			}
-			why = append(why, "retry: "+strings.Join(sortedSet(s.failing), ", "))
+			why = append(why, "retry: "+strings.Join(retry, ", "))
 		}
-		return work{only: only, trigger: strings.Join(why, "; ")}
+		return work{only: only, trigger: strings.Join(why, "; "), lane: lane}
 	}
 	if len(s.echoes) > 0 && !now.Before(s.echoCheck) {
 		verify := Selection{}
-		for id := range s.echoes {
-			verify[id] = true
+		echoes := map[string]string{}
+		for id, r := range s.echoes {
+			if rm.allows(id) {
+				verify[id] = true
+				echoes[id] = r
+				delete(s.echoes, id)
+			}
 		}
-		trigger := "event after its own write: " + describePending(s.echoes)
-		s.echoes = map[string]string{}
-		return work{verify: verify, trigger: trigger}
+		if len(verify) > 0 {
+			return work{verify: verify, trigger: "event after its own write: " + describePending(echoes), lane: lane}
+		}
 	}
-	return work{interval: !now.Before(s.backstop)}
+	if _, reloading := s.held[configKey]; rm.main && !reloading && !now.Before(s.backstop) {
+		return work{interval: true}
+	}
+	return work{}
 }
 
 // observe records a converge of the modules ids that ran from begin to end,
@@ -312,6 +419,9 @@ func (s *schedule) observe(begin, end time.Time, ids []string, rep *Report, err 
 		}
 	}
 	s.supp.Record(begin, end, wrote)
+	for _, id := range ids {
+		delete(s.retrying, id)
+	}
 	failed := err != nil || rep.Failed()
 	if len(rep.Modules) == 0 && err != nil {
 		// The run did not get to the modules (the lock): all of them are

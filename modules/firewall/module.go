@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"slices"
 
 	"github.com/dockward/dockward/agent"
 	"github.com/sirupsen/logrus"
@@ -21,7 +22,15 @@ type Module struct {
 	// and a resident agent plans the same table again and again.
 	builtFor map[string]string
 	built    *Ruleset
+
+	// last is the last resolution Docker answered, for runs while this
+	// process restarts docker (see resolve).
+	last *resolution
 }
+
+// dockerUnit is the unit that serves the Engine API the module asks.
+const dockerUnit = "docker.service"
+
 
 // New returns the module for a decoded block, working on the caller's own
 // network namespace and the Docker Engine API of DOCKER_HOST (or the local
@@ -183,7 +192,32 @@ type resolution struct {
 // name, so they are in force before the bridge exists and from the moment
 // it does. A network Docker does not have is not an error; anything else
 // (Docker unreachable, a network that is not a bridge) is, naming it.
+//
+// While this process restarts docker and waits for it to come back, Docker
+// is not asked: the request would wait for dockerd's start (docker.socket
+// holds it), and the firewall would be as blind as before the run loop's
+// side lane. The last answer stands in: a network keeps its ID, so its
+// bridge, across a restart, and nobody can create or remove one while
+// dockerd is down. The run after the restart asks again (Docker's network
+// events come back with dockerd).
 func (m *Module) resolve(ctx context.Context, env *agent.Env) (*resolution, error) {
+	if m.last != nil && env.Restarting(dockerUnit) {
+		env.Logger().Debugf("%s is restarting: using the networks Docker reported last", dockerUnit)
+		return m.last.clone(), nil
+	}
+	r, err := m.ask(ctx, env)
+	if err == nil {
+		m.last = r.clone()
+	}
+	return r, err
+}
+
+func (r *resolution) clone() *resolution {
+	return &resolution{bridges: maps.Clone(r.bridges), create: slices.Clone(r.create), absent: slices.Clone(r.absent)}
+}
+
+// ask resolves the networks with Docker.
+func (m *Module) ask(ctx context.Context, env *agent.Env) (*resolution, error) {
 	r := &resolution{bridges: map[string]string{}}
 	for _, n := range m.cfg.Networks {
 		if n.Bridge != "" {

@@ -13,6 +13,7 @@ import (
 
 // fakeDocker is an Engine API with networks in memory.
 type fakeDocker struct {
+	down      error // what every call answers while set (dockerd restarting)
 	createErr error
 	nets      map[string]DockerNetwork
 	created   []string
@@ -20,6 +21,9 @@ type fakeDocker struct {
 }
 
 func (f *fakeDocker) Network(_ context.Context, name string) (DockerNetwork, bool, error) {
+	if f.down != nil {
+		return DockerNetwork{}, false, f.down
+	}
 	n, ok := f.nets[name]
 	return n, ok, nil
 }
@@ -145,6 +149,45 @@ func hasChange(cs []agent.Change, s string) bool {
 		}
 	}
 	return false
+}
+
+// While this process restarts docker, the firewall does not wait for
+// dockerd: a deleted table is rebuilt from the bridges Docker reported
+// last. Without a last answer, or when docker is not restarting, Docker's
+// error stands.
+func TestModuleRebuildsTheTableWhileDockerRestarts(t *testing.T) {
+	d, tables := newFakes()
+	m := NewWith(decodeHCL(t, moduleHCL), tables, d)
+	ctx := context.Background()
+	restarting := &agent.Env{UnitsRestarting: func(unit string) bool { return unit == "docker.service" }}
+	d.down = errors.New("dockerd is starting")
+	if _, err := m.Plan(ctx, restarting); err == nil {
+		t.Fatal("planned without ever having asked Docker")
+	}
+	d.down = nil
+	converge(t, m, liveEnv)
+	want := Render(tables.live["dockward"])
+
+	delete(tables.live, "dockward") // someone deletes the table during the restart
+	d.down = errors.New("dockerd is starting")
+	if _, err := m.Plan(ctx, liveEnv); err == nil {
+		t.Fatal("docker is not restarting, yet its error was ignored")
+	}
+	converge(t, m, restarting)
+	if got := Render(tables.live["dockward"]); got != want {
+		t.Fatalf("table rebuilt during the restart differs:\n%s\nwant:\n%s", got, want)
+	}
+}
+
+func converge(t *testing.T, m *Module, env *agent.Env) {
+	t.Helper()
+	p, err := m.Plan(context.Background(), env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Apply(context.Background(), env, p); err != nil {
+		t.Fatal(err)
+	}
 }
 
 func TestModuleOffline(t *testing.T) {
