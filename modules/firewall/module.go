@@ -31,7 +31,6 @@ type Module struct {
 // dockerUnit is the unit that serves the Engine API the module asks.
 const dockerUnit = "docker.service"
 
-
 // New returns the module for a decoded block, working on the caller's own
 // network namespace and the Docker Engine API of DOCKER_HOST (or the local
 // socket).
