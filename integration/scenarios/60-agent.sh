@@ -112,6 +112,32 @@ expect_eq "$(runs)" 4 "four runs in all (start, daemon.json, table, subuid): non
 expect_eq "$(docker_starts_since "$starts")" 1 "docker restarted once for the subuid change"
 expect_eq "$(show MainPID)" "$pid" "the agent is the same process"
 
+# --- no blind spot: the table deleted while a docker restart is verified.
+# dockerd's start is made 5 s slower (a runtime drop-in) so that the window
+# is certain; on a host with many containers it is far longer anyway.
+slow=/run/systemd/system/docker.service.d/95-dockward-scenario-slow-start.conf
+added+=("$slow")
+printf '[Service]\nExecStartPre=/bin/sleep 5\n' >"$slow"
+systemctl daemon-reload
+cursor=$(journal_cursor)
+set_json_string /etc/docker/daemon.json max-size 98m
+wait_for 30 "docker.service restarting (activating)" bash -c '[[ $(systemctl is-active docker.service) == activating ]]'
+deleted=$(date +%s%N)
+nft delete table inet dockward
+# Polled every 10 ms (wait_for's 200 ms would hide the figure), for 30 s.
+for ((i = 0; i < 3000; i++)); do nft list table inet dockward >/dev/null 2>&1 && break; sleep 0.01; done
+back=$(date +%s%N)
+state=$(systemctl is-active docker.service)
+expect_ne "$state" active "the deleted table came back while docker.service was still starting (it was $state)"
+note "table back $(((back - deleted) / 1000000)) ms after its deletion, during the docker restart"
+expect_eq "$(stateless_table)" "$table" "...rule for rule"
+expect_not_contains "$(agent_log)" "restart docker.service: verified" "...before the agent's restart of docker was verified"
+wait_log 120 "restart docker.service: verified"
+expect_contains "$(agent_log)" "lane=side" "the table was put back by the side lane"
+rm -f "$slow"
+systemctl daemon-reload
+wait_docker_active
+
 # --- a declared network created later gets its rules (SIGHUP loads the config)
 cursor=$(journal_cursor)
 sed -i 's/^  network "isolated" {/  network "later" {\n    egress_allow {\n      proto = "tcp"\n      ports = [443]\n      to    = ["192.0.2.0\/24"]\n    }\n  }\n\n  network "isolated" {/' "$conf"
