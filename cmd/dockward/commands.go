@@ -139,7 +139,7 @@ var commands = []*command{
 	{
 		name: "run", group: "Converging the host",
 		summary: "the resident agent: converge now, then on events and an interval",
-		text:    "The resident agent (dockward.service): converge now, then on drift events and every agent.interval. SIGHUP re-reads the configuration and keeps the running one when the new one is bad; SIGTERM lets the run in flight finish.",
+		text:    "The resident agent (dockward.service): converge now, then on drift events and every agent.interval. SIGHUP re-reads the configuration and keeps the running one when the new one is bad; SIGTERM stops it at once: a write in progress completes, a wait for a docker restart is given up (the restart stays owed for the next start).",
 		flags:   []*flagSpec{flagConfig},
 		exits:   []exitCode{{0, "stopped by SIGTERM or SIGINT"}, {4, "the agent failed"}, {1, "configuration or usage error"}},
 		example: "dockward run --log-format json",

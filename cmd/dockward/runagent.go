@@ -21,7 +21,7 @@ import (
 
 // runAgent is `dockward run`, the resident agent: converge now, then on
 // events and on the interval. SIGHUP reloads the configuration; SIGTERM
-// lets the run in flight finish and exits 0.
+// cancels the runs in flight (see agent.Loop.Run) and exits 0.
 func runAgent(ctx context.Context, g *globals, first *config.File, log *logrus.Logger) int {
 	collectByMemory()
 	hup := make(chan os.Signal, 1)
