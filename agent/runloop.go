@@ -74,6 +74,7 @@ type Loop struct {
 	MaxDelay time.Duration // longest a burst may defer its converge
 	Backoff  Backoff
 	Grace    time.Duration // how long after an apply its own echo is ignored
+	Flap     FlapPolicy    // when repeated corrections are flapping (default DefaultFlapPolicy)
 
 	// OnConverge, if set, is called after every converge (tests, benchmarks).
 	OnConverge func(rep *Report, trigger string)
@@ -99,6 +100,9 @@ func (l *Loop) defaults() {
 	}
 	if l.Backoff == (Backoff{}) {
 		l.Backoff = Backoff{Base: 2 * time.Second, Max: 5 * time.Minute}
+	}
+	if l.Flap == (FlapPolicy{}) {
+		l.Flap = DefaultFlapPolicy
 	}
 	if l.Grace == 0 {
 		l.Grace = 100 * time.Millisecond
@@ -156,6 +160,8 @@ const (
 	mainLane = 0
 	sideLane = 1
 )
+
+var laneNames = [2]string{"main", "side"}
 
 type lanes struct {
 	busy [2]bool
@@ -295,11 +301,22 @@ func (l *Loop) reload(ctx context.Context, cur *current, sch *schedule, emit fun
 // finds drift: their events looked like echoes of the loop's own writes,
 // and are someone's change only if something is to do.
 func (l *Loop) start(ctx context.Context, ln *lanes, sch *schedule, lane int, cur *current, only Selection, trigger string, verify bool) {
-	ln.busy[lane] = true
 	eng := cur.eng
-	// Its events are echoes while it runs (a verification's too: it may
-	// converge, with the restarters of what it verifies).
-	ids := moduleIDs(eng, eng.WithRestarters(only))
+	// A flapping module is left out, also as the restarter of what runs:
+	// its unit's restart stays owed until its back-off ends.
+	only, ok := sch.leaveAlone(time.Now(), eng, only)
+	if !ok {
+		return // everything it would run is left alone
+	}
+	// A verification converges with the restarters of what it verifies.
+	converge := only
+	if verify {
+		converge, _ = sch.leaveAlone(time.Now(), eng, eng.WithRestarters(only))
+	}
+	ln.busy[lane] = true
+	// Its events are echoes while it runs.
+	ids := moduleIDs(eng, converge)
+	l.Log.WithFields(logrus.Fields{"lane": laneNames[lane], "trigger": trigger, "modules": strings.Join(ids, ", "), "verify": verify}).Debug("lane starts")
 	sch.supp.Begin(ids)
 	go func() {
 		f := finished{lane: lane, ids: ids, only: only, trigger: trigger, begin: time.Now()}
@@ -310,7 +327,7 @@ func (l *Loop) start(ctx context.Context, ln *lanes, sch *schedule, lane int, cu
 				ln.done <- f
 				return
 			}
-			f.only = eng.WithRestarters(only)
+			f.only = converge
 			f.begin = time.Now()
 		}
 		f.rep, f.err = eng.Apply(ctx, f.only)
@@ -331,7 +348,10 @@ func (l *Loop) finish(cur *current, sch *schedule, f finished) {
 	if rep == nil {
 		rep = &Report{FormatVersion: ReportFormatVersion, Command: "apply", Start: f.begin.UTC(), Duration: f.end.Sub(f.begin).Seconds()}
 	}
-	failed := sch.observe(f.begin, f.end, moduleIDs(cur.eng, f.only), rep, err)
+	failed, flapping := sch.observe(f.begin, f.end, moduleIDs(cur.eng, f.only), rep, err, f.trigger != "start" && f.trigger != "reload")
+	for _, fl := range flapping {
+		l.Log.WithFields(logrus.Fields{"module": fl.Module, "target": strings.Join(fl.Targets, ", "), "flapping": true}).Warn(fl.Describe(f.end))
+	}
 	l.Metrics.Observe(rep, f.trigger != "start")
 	if cur.set.MetricsTextfile != "" {
 		if err := l.Metrics.WriteTextfile(cur.set.MetricsTextfile); err != nil {
@@ -340,7 +360,7 @@ func (l *Loop) finish(cur *current, sch *schedule, f finished) {
 	}
 	fields := logrus.Fields{"trigger": f.trigger, "exit": rep.ExitCode(), "duration": f.end.Sub(f.begin).Round(time.Millisecond).String()}
 	if f.lane == sideLane {
-		fields["lane"] = "side"
+		fields["lane"] = laneNames[f.lane]
 	}
 	entry := l.Log.WithFields(fields)
 	switch {

@@ -198,6 +198,10 @@ type schedule struct {
 	echoCheck time.Time
 
 	backstop time.Time // the next full reconcile
+
+	// Modules whose corrections keep being undone are left alone for a
+	// while (flapping.go): their events wait, the backstop skips them.
+	flaps *flaps
 }
 
 func newSchedule(l *Loop) *schedule {
@@ -205,6 +209,7 @@ func newSchedule(l *Loop) *schedule {
 		backoff: l.Backoff,
 		deb:     &Debouncer{Quiet: l.Debounce, MaxDelay: l.MaxDelay},
 		supp:    &Suppressor{Grace: l.Grace},
+		flaps:   newFlaps(l.Flap),
 	}
 	s.reset()
 	return s
@@ -214,6 +219,9 @@ func newSchedule(l *Loop) *schedule {
 func (s *schedule) reset() {
 	s.failing, s.failures, s.retryAt, s.lastFail = map[string]bool{}, 0, time.Time{}, time.Time{}
 	s.retrying = map[string]bool{}
+	if s.flaps != nil {
+		s.flaps = newFlaps(s.flaps.policy)
+	}
 	s.held = map[string]string{}
 	s.echoes = map[string]string{}
 }
@@ -261,10 +269,13 @@ func (s *schedule) next(now time.Time, rm room) time.Time {
 		earlier(d)
 	}
 	for id := range s.failing {
-		if rm.allows(id) && !s.retrying[id] {
+		if rm.allows(id) && !s.retrying[id] && !s.flaps.held(now, id) {
 			earlier(s.retryAt)
 			break
 		}
+	}
+	if t := s.flaps.nextEnd(); !t.IsZero() {
+		earlier(t)
 	}
 	for id := range s.held {
 		switch {
@@ -272,7 +283,8 @@ func (s *schedule) next(now time.Time, rm room) time.Time {
 			if rm.idle {
 				earlier(now)
 			}
-		case !rm.allows(id):
+		case !rm.allows(id), s.flaps.held(now, id):
+			// Its back-off's end is in nextEnd.
 		case s.failing[id]:
 			earlier(s.heldUntil())
 		default:
@@ -339,6 +351,14 @@ func (s *schedule) due(now time.Time, rm room) work {
 			}
 		}
 	}
+	s.flaps.calm(now)
+	for _, id := range s.flaps.ended(now) {
+		// Once more after the back-off, event or not: the other side may
+		// have stopped and left its change behind.
+		if _, dup := s.held[id]; !dup {
+			s.held[id] = "its back-off after flapping is over"
+		}
+	}
 	if _, ok := s.held[configKey]; ok {
 		switch {
 		case rm.idle:
@@ -352,7 +372,7 @@ func (s *schedule) due(now time.Time, rm room) work {
 	}
 	ready := map[string]string{}
 	for id, r := range s.held {
-		if id == configKey || !rm.allows(id) || (s.failing[id] && now.Before(s.heldUntil())) {
+		if id == configKey || !rm.allows(id) || (s.failing[id] && now.Before(s.heldUntil())) || s.flaps.held(now, id) {
 			continue
 		}
 		ready[id] = r
@@ -361,7 +381,7 @@ func (s *schedule) due(now time.Time, rm room) work {
 	var retry []string
 	if len(s.failing) > 0 && !now.Before(s.retryAt) {
 		for _, id := range sortedSet(s.failing) {
-			if rm.allows(id) && !s.retrying[id] {
+			if rm.allows(id) && !s.retrying[id] && !s.flaps.held(now, id) {
 				retry = append(retry, id)
 				s.retrying[id] = true
 			}
@@ -405,8 +425,14 @@ func (s *schedule) due(now time.Time, rm room) work {
 }
 
 // observe records a converge of the modules ids that ran from begin to end,
-// and reports whether it failed.
-func (s *schedule) observe(begin, end time.Time, ids []string, rep *Report, err error) bool {
+// and reports whether it failed and which modules began flapping with it.
+// drift says its changes corrected drift (it was not the start's or a
+// reload's converge, which provision).
+func (s *schedule) observe(begin, end time.Time, ids []string, rep *Report, err error, drift bool) (bool, []Flapping) {
+	var began []Flapping
+	if drift {
+		began = s.flaps.corrected(end, rep)
+	}
 	wrote := ids // a run that did not report its modules may have written any
 	if len(rep.Modules) > 0 {
 		wrote = nil
@@ -446,5 +472,27 @@ func (s *schedule) observe(begin, end time.Time, ids []string, rep *Report, err 
 		s.failures = 0
 		s.retryAt = time.Time{}
 	}
-	return failed
+	return failed, began
+}
+
+// leaveAlone takes the modules the flapping back-off holds out of a run's
+// selection (nil or empty: all of eng's modules). ok is false when nothing
+// is left to run.
+func (s *schedule) leaveAlone(now time.Time, eng *Engine, only Selection) (sel Selection, ok bool) {
+	out := Selection{}
+	held := false
+	for _, m := range eng.Modules {
+		if !only.has(m) {
+			continue
+		}
+		if s.flaps.held(now, m.ID()) {
+			held = true
+			continue
+		}
+		out[m.ID()] = true
+	}
+	if !held {
+		return only, true
+	}
+	return out, len(out) > 0
 }

@@ -30,7 +30,9 @@ cleanup() {
 	for f in "${added[@]}"; do rm -f "$f"; done
 	systemctl daemon-reload
 	systemctl reset-failed dockward.service 2>/dev/null
-	# Leave the host converged, as the next scenario expects.
+	# Leave the host converged, as the next scenario expects (docker's
+	# start limit may be spent by the flapping section).
+	systemctl reset-failed docker.service 2>/dev/null
 	"$DOCKWARD" apply >/dev/null 2>&1
 	wait_docker_active
 }
@@ -165,6 +167,27 @@ nft delete table inet dockward
 wait_for 30 "table inet dockward back" nft list table inet dockward
 expect_contains "$(nft list chain inet dockward forward)" "jump egress_later" "it still corrects drift, with the configuration it kept"
 printf '%s\n' "$good" >"$conf"
+
+# --- flapping: another tool rewrites daemon.json every 200 ms for 30 s.
+# Debian's docker.service allows three starts a minute; the sections above
+# restarted it, so its counter starts afresh here (reset-failed resets it).
+cursor=$(journal_cursor)
+systemctl reset-failed docker.service
+starts=$(docker_starts_mark)
+fight_end=$((SECONDS + 30))
+while ((SECONDS < fight_end)); do
+	set_json_string /etc/docker/daemon.json max-size 97m
+	sleep 0.2
+done
+wait_docker_active
+n=$(docker_starts_since "$starts")
+note "docker started $n times during 30 s of a tool rewriting daemon.json every 200 ms"
+agent_log | grep -E 'msg="restart docker.service"|flapping|converged' | indent
+check "docker restarted at most 3 times while daemon.json flapped (it did $n)" test "$n" -le 3
+expect_match "$(agent_log)" "docker_daemon is flapping: dockward had to change [a-z, -]*max-size|docker_daemon is flapping: dockward had to change [a-z, -]*log-opts" "the agent reports docker_daemon flapping, naming what keeps being undone"
+expect_contains "$(agent_log)" "flapping=true" "...as a warning with the flapping field, for log searches"
+expect_eq "$(show ActiveState)" active "the agent still runs"
+expect_contains "$(cat /etc/docker/daemon.json)" '"97m"' "it leaves the file alone during its back-off"
 
 # --- SIGTERM stops it cleanly
 cursor=$(journal_cursor)
