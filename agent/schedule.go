@@ -448,3 +448,12 @@ func (s *schedule) observe(begin, end time.Time, ids []string, rep *Report, err 
 	}
 	return failed
 }
+
+// snapshot is what status and the metrics show of the schedule.
+func (s *schedule) snapshot() scheduleState {
+	st := scheduleState{failing: sortedSet(s.failing), failures: s.failures, backstop: s.backstop}
+	if len(s.failing) > 0 {
+		st.retryAt, st.backoff = s.retryAt, s.backoff.Delay(s.failures)
+	}
+	return st
+}
