@@ -402,3 +402,38 @@ func TestLoopPublishesItsState(t *testing.T) {
 		}
 	})
 }
+
+// BenchmarkResidentUpdate is what the loop pays per wake-up (every event)
+// to learn that its state did not change: building it and comparing it with
+// the last written, six modules.
+func BenchmarkResidentUpdate(b *testing.B) {
+	var mods []Module
+	for _, id := range []string{"subordinate_ids.dockremap", "docker_daemon", "service.docker.service", "docker_files", "audit_rules", "firewall"} {
+		mods = append(mods, &fakeModule{id: id})
+	}
+	cur := &current{eng: &Engine{Modules: mods}, set: LoopSettings{ConfigFiles: []string{"/etc/dockward/dockward.hcl"}}}
+	r := &Resident{}
+	now := time.Now()
+	r.update(cur, scheduleState{backstop: now.Add(time.Hour)}, now)
+	for b.Loop() {
+		if _, changed := r.update(cur, scheduleState{backstop: now.Add(time.Hour)}, now); changed {
+			b.Fatal("changed")
+		}
+	}
+}
+
+// BenchmarkResidentWrite is the write of a changed state (atomic: temp
+// file, fsync, rename, directory fsync), as after a converge.
+func BenchmarkResidentWrite(b *testing.B) {
+	r, err := StartResident("", filepath.Join(b.TempDir(), "state"), nil, quietLog())
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer r.Close()
+	st := r.st
+	for b.Loop() {
+		if err := r.write(st); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
