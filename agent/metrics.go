@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"path/filepath"
+	"time"
 
 	"github.com/dockward/dockward/agent/managedfile"
 	"github.com/prometheus/client_golang/prometheus"
@@ -24,6 +25,15 @@ type Metrics struct {
 	restarts    *prometheus.CounterVec
 	lastSuccess prometheus.Gauge
 	duration    prometheus.Gauge
+
+	// Gauges of the agent's state (SetState), for alerts: what `dockward
+	// status` shows.
+	moduleSuccess *prometheus.GaugeVec
+	moduleFailing *prometheus.GaugeVec
+	modulePending *prometheus.GaugeVec
+	backstop      prometheus.Gauge
+	started       prometheus.Gauge
+	reloadOK      prometheus.Gauge
 }
 
 // NewMetrics makes the agent's metrics.
@@ -51,8 +61,27 @@ func NewMetrics() *Metrics {
 		duration: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "dockward_last_run_duration_seconds", Help: "Duration of the last run.",
 		}),
+		moduleSuccess: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "dockward_module_last_success_timestamp_seconds", Help: "Start time of the last converge in which the module did not fail; 0 if none did.",
+		}, []string{"module"}),
+		moduleFailing: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "dockward_module_consecutive_failures", Help: "Converges of the module in a row that failed or were rolled back; 0 when its last one did not fail.",
+		}, []string{"module"}),
+		modulePending: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "dockward_module_pending_items", Help: "Items the module found declared but waiting for something outside dockward (a Docker network not created yet).",
+		}, []string{"module"}),
+		backstop: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "dockward_agent_next_backstop_timestamp_seconds", Help: "When the agent's next full converge (the interval's backstop) is due; a time long past means the agent is stuck or gone.",
+		}),
+		started: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "dockward_agent_start_timestamp_seconds", Help: "When the running agent started.",
+		}),
+		reloadOK: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "dockward_config_last_reload_successful", Help: "1 when the last configuration reload was taken (or none was tried), 0 when it was refused and the agent runs an older configuration.",
+		}),
 	}
-	m.reg.MustRegister(m.runs, m.changes, m.failures, m.corrections, m.restarts, m.lastSuccess, m.duration)
+	m.reg.MustRegister(m.runs, m.changes, m.failures, m.corrections, m.restarts, m.lastSuccess, m.duration,
+		m.moduleSuccess, m.moduleFailing, m.modulePending, m.backstop, m.started, m.reloadOK)
 	return m
 }
 
@@ -92,6 +121,37 @@ func (m *Metrics) Observe(rep *Report, drift bool) {
 			m.failures.WithLabelValues(mr.ID).Inc()
 		}
 	}
+}
+
+// SetState sets the gauges of the agent's state: every module of the
+// running configuration, and only those (a module a reload removed goes).
+func (m *Metrics) SetState(st *AgentState) {
+	if m == nil || st == nil {
+		return
+	}
+	m.moduleSuccess.Reset()
+	m.moduleFailing.Reset()
+	m.modulePending.Reset()
+	for _, ms := range st.Modules {
+		m.moduleSuccess.WithLabelValues(ms.ID).Set(unixSeconds(ms.LastSuccess))
+		m.moduleFailing.WithLabelValues(ms.ID).Set(float64(ms.ConsecutiveFailures))
+		m.modulePending.WithLabelValues(ms.ID).Set(float64(len(ms.Pending)))
+	}
+	m.backstop.Set(unixSeconds(st.NextBackstop))
+	m.started.Set(unixSeconds(st.Started))
+	ok := 1.0
+	if st.Config.ReloadError != "" {
+		ok = 0
+	}
+	m.reloadOK.Set(ok)
+}
+
+// unixSeconds is t as a Prometheus timestamp, 0 for the zero time.
+func unixSeconds(t time.Time) float64 {
+	if t.IsZero() {
+		return 0
+	}
+	return float64(t.UnixNano()) / 1e9
 }
 
 // RestartAction tells whether a Restarter's change is a restart or reload:

@@ -37,6 +37,9 @@ type LoopSettings struct {
 	Interval, Splay time.Duration
 	Watch           bool
 	MetricsTextfile string
+	// ConfigFiles are the files the configuration was read from, in merge
+	// order, for `dockward status`.
+	ConfigFiles []string
 }
 
 // FileWatch reports changes of some files until its context ends; see
@@ -78,6 +81,10 @@ type Loop struct {
 
 	// OnConverge, if set, is called after every converge (tests, benchmarks).
 	OnConverge func(rep *Report, trigger string)
+
+	// Resident publishes the agent's state for `dockward status` (see
+	// status.go); nil keeps it in memory only.
+	Resident *Resident
 
 	rnd *rand.Rand
 }
@@ -230,6 +237,7 @@ func (l *Loop) Run(ctx context.Context) error {
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	for {
+		l.publish(cur, sch)
 		rm := ln.room(cur)
 		timer.Reset(max(time.Until(sch.next(time.Now(), rm)), 0))
 		select {
@@ -242,6 +250,7 @@ func (l *Loop) Run(ctx context.Context) error {
 				ln.busy[f.lane] = false
 				l.finish(cur, sch, f)
 			}
+			l.publish(cur, sch)
 			return nil
 		case <-l.Reload:
 			sch.reloadWanted(time.Now(), "SIGHUP")
@@ -286,6 +295,7 @@ func (l *Loop) reload(ctx context.Context, cur *current, sch *schedule, emit fun
 	eng, set, err := l.Load()
 	if err != nil {
 		l.Log.WithError(err).Error("reload: the new configuration is invalid; keeping the running one")
+		l.resident().reloadFailed(err)
 		l.Notify("STATUS=reload failed: keeping the running configuration")
 		return nil
 	}
@@ -353,11 +363,7 @@ func (l *Loop) finish(cur *current, sch *schedule, f finished) {
 		l.Log.WithFields(logrus.Fields{"module": fl.Module, "target": strings.Join(fl.Targets, ", "), "flapping": true}).Warn(fl.Describe(f.end))
 	}
 	l.Metrics.Observe(rep, f.trigger != "start")
-	if cur.set.MetricsTextfile != "" {
-		if err := l.Metrics.WriteTextfile(cur.set.MetricsTextfile); err != nil {
-			l.Log.WithError(err).Warn("could not write the metrics textfile")
-		}
-	}
+	l.resident().ran(f.trigger, moduleIDs(cur.eng, f.only), rep, err) // published (and the metrics textfile written) before the loop waits again
 	fields := logrus.Fields{"trigger": f.trigger, "exit": rep.ExitCode(), "duration": f.end.Sub(f.begin).Round(time.Millisecond).String()}
 	if f.lane == sideLane {
 		fields["lane"] = laneNames[f.lane]

@@ -496,3 +496,12 @@ func (s *schedule) leaveAlone(now time.Time, eng *Engine, only Selection) (sel S
 	}
 	return out, len(out) > 0
 }
+
+// snapshot is what status and the metrics show of the schedule.
+func (s *schedule) snapshot() scheduleState {
+	st := scheduleState{failing: sortedSet(s.failing), failures: s.failures, backstop: s.backstop}
+	if len(s.failing) > 0 {
+		st.retryAt, st.backoff = s.retryAt, s.backoff.Delay(s.failures)
+	}
+	return st
+}

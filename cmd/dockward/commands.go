@@ -141,8 +141,17 @@ var commands = []*command{
 		summary: "the resident agent: converge now, then on events and an interval",
 		text:    "The resident agent (dockward.service): converge now, then on drift events and every agent.interval. SIGHUP re-reads the configuration and keeps the running one when the new one is bad; SIGTERM stops it at once: a write in progress completes, a wait for a docker restart is given up (the restart stays owed for the next start).",
 		flags:   []*flagSpec{flagConfig},
-		exits:   []exitCode{{0, "stopped by SIGTERM or SIGINT"}, {4, "the agent failed"}, {1, "configuration or usage error"}},
+		exits:   []exitCode{{0, "stopped by SIGTERM or SIGINT"}, {4, "the agent failed"}, {1, "configuration or usage error, or an agent already runs"}},
 		example: "dockward run --log-format json",
+	},
+	{
+		name: "status", group: "Converging the host",
+		summary: "what the resident agent knows: running, last run, failing, next",
+		text: "Show what the resident agent (dockward run) published in the state directory, and whether it still runs: its pid and since when, its configuration files, its last converge (start, trigger, result, exit code), the next backstop, and per module the status of its last converge, its failures in a row with the error, the next retry and its backoff, drift corrections and pending items. An agent holds a lock in the state directory for its life, which the kernel releases when it dies: a dead agent's state is shown as \"not running (last seen ...)\". Reads only; creates nothing. " +
+			"--format json prints it as an object (README.md, \"dockward status\"): format_version, running, pid, health (ok, failing or not_running, as the exit code says), agent (what the agent published), last_report and state_dir; fields are only ever added.",
+		flags:   []*flagSpec{flagConfig, flagFormat},
+		exits:   []exitCode{{0, "an agent runs, no module failing"}, {3, "no agent runs"}, {4, "an agent runs, a module failing"}, {1, "usage or configuration error"}},
+		example: "dockward status --format json",
 	},
 	{
 		name: "audit", group: "Inspecting the host",

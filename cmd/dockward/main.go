@@ -101,6 +101,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return runAgent(ctx, g, cfg, log)
 	case "audit":
 		return runAudit(ctx, g, log, stdout, stderr)
+	case "status":
+		return runStatus(g, stdout, stderr)
 	case "help":
 		return runHelp(operands, stdout, stderr)
 	case "completion":

@@ -7,6 +7,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime/debug"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -65,6 +66,16 @@ func runAgent(ctx context.Context, g *globals, first *config.File, log *logrus.L
 		log.WithError(err).Error("dockward run")
 		return agent.ExitUsage
 	}
+	// The agent lock, for the agent's life: `dockward status` tells a live
+	// agent from a dead one's state by it, and a second agent is refused.
+	// It stays in the state directory the agent started with; a reload that
+	// changes agent.state_dir takes effect for it at the next start.
+	resident, err := agent.StartResident(g.root, stateDirOf(g, cfg), configFiles(cfg), logrus.NewEntry(log))
+	if err != nil {
+		log.WithError(err).Error("dockward run")
+		return agent.ExitUsage
+	}
+	defer resident.Close() //nolint:errcheck
 	metrics := agent.NewMetrics()
 	metrics.Root = g.root
 	loads := 0
@@ -81,12 +92,14 @@ func runAgent(ctx context.Context, g *globals, first *config.File, log *logrus.L
 			set := agent.LoopSettings{Interval: cfg.Agent.Interval, Splay: cfg.Agent.Splay, Watch: cfg.Agent.Watch}
 			// A host path: Metrics.Root resolves it inside --root.
 			set.MetricsTextfile = cfg.Agent.MetricsTextfile
+			set.ConfigFiles = configFiles(cfg)
 			return engineFor(g, cfg, log), set, nil
 		},
-		Reload:  reload,
-		Notify:  notify,
-		Metrics: metrics,
-		Log:     log,
+		Reload:   reload,
+		Notify:   notify,
+		Metrics:  metrics,
+		Resident: resident,
+		Log:      log,
 	}
 	switch {
 	case first.Filename != config.DefaultFilename:
@@ -106,6 +119,33 @@ func runAgent(ctx context.Context, g *globals, first *config.File, log *logrus.L
 		return agent.ExitFailed
 	}
 	return agent.ExitOK
+}
+
+// configFiles are the files cfg was read from: the main file (or the
+// embedded default), then its drop-ins in merge order (lexical, and all in
+// one directory).
+func configFiles(cfg *config.File) []string {
+	var dropIns []string
+	for name := range cfg.Files {
+		if name != cfg.Filename {
+			dropIns = append(dropIns, abs(name))
+		}
+	}
+	slices.Sort(dropIns)
+	main := cfg.Filename
+	if main != config.DefaultFilename {
+		main = abs(main)
+	}
+	return append([]string{main}, dropIns...)
+}
+
+// abs is path made absolute (the agent's -c may be relative to where it
+// was started; status runs elsewhere), or path when that fails.
+func abs(path string) string {
+	if p, err := filepath.Abs(path); err == nil {
+		return p
+	}
+	return path
 }
 
 // reloadConfig re-reads and re-validates the configuration for SIGHUP.

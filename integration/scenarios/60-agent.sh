@@ -5,7 +5,8 @@
 # dockremap subuid line, and gives a Docker network declared in its
 # configuration its rules once the network is created; a docker restart of
 # its own sets off no further runs; SIGHUP with a bad configuration keeps
-# the running one; SIGTERM stops it cleanly.
+# the running one; SIGTERM stops it cleanly. `dockward status` shows it
+# running (and refuses a second agent), then stopped.
 #
 # The unit is the installed one (the package's) or, where dockward is not
 # installed from the package (the sandbox machines), dist/dockward.service
@@ -75,6 +76,21 @@ expect_eq "$(show ActiveState)" active "dockward.service is active: it reported 
 expect_match "$(show StatusText)" '^last run [0-9:]+: converged$' "STATUS= says the start converge found nothing to do"
 expect_eq "$(invocation_id)" "$inv" "starting the agent on a converged host did not restart docker"
 pid=$(show MainPID)
+
+# --- dockward status: the running agent, as it published itself
+wait_for 30 "status shows the start converge" bash -c '"$0" status --format json | grep -q "\"trigger\": \"start\""' "$DOCKWARD"
+expect_exit 0 "$DOCKWARD" status
+expect_contains "$OUT" "Agent:          running, pid $pid, since " "status names the running agent and its pid"
+expect_contains "$OUT" "Configuration:  $conf" "status names the configuration file"
+expect_contains "$OUT" "trigger: start" "status shows the last run's trigger"
+expect_match "$OUT" '^Next backstop:  [0-9-]+ [0-9:]+ ' "status shows the next backstop"
+expect_contains "$OUT" "Nothing failing" "status: nothing failing (pending items, as auditd missing in the sandbox, are no failure)"
+expect_exit 0 "$DOCKWARD" status --format json
+expect_contains "$OUT" '"health": "ok"' "status --format json: health ok"
+expect_exit 1 "$DOCKWARD" run
+expect_contains "$OUT" "another dockward agent (pid $pid" "a second dockward run is refused, naming the running agent"
+expect_match "$(cat "$metrics")" '^dockward_module_consecutive_failures\{module="docker_daemon"\} 0$' "the textfile has the failures-in-a-row gauge"
+expect_match "$(cat "$metrics")" '^dockward_agent_next_backstop_timestamp_seconds [0-9.e+]+$' "the textfile has the next backstop"
 
 daemon_sum=$(checksums /etc/docker/daemon.json)
 subuid_sum=$(checksums /etc/subuid /etc/subgid)
@@ -163,6 +179,8 @@ wait_log 30 "keeping the running one"
 expect_contains "$(agent_log)" "keeping the running one" "a bad configuration on SIGHUP is reported and the old one kept"
 expect_match "$(agent_log)" "dockward.hcl:[0-9]+,[0-9]+-[0-9]+: " "the error names the place in the file"
 expect_eq "$(show ActiveState)" active "the agent still runs"
+expect_exit 0 "$DOCKWARD" status
+expect_contains "$OUT" "reload REFUSED" "status shows the refused reload, and the agent still healthy"
 nft delete table inet dockward
 wait_for 30 "table inet dockward back" nft list table inet dockward
 expect_contains "$(nft list chain inet dockward forward)" "jump egress_later" "it still corrects drift, with the configuration it kept"
@@ -196,3 +214,7 @@ expect_eq "$(show ActiveState)" inactive "the agent stopped"
 expect_eq "$(show Result)" success "it exited cleanly on SIGTERM"
 expect_eq "$(show ExecMainStatus)" 0 "exit status 0"
 expect_contains "$(agent_log)" 'msg=stopping' "it logged its stop"
+expect_exit 3 "$DOCKWARD" status
+expect_contains "$OUT" "not running (stopped " "after systemctl stop, status says the agent stopped (exit 3)"
+expect_exit 3 "$DOCKWARD" status --format json
+expect_contains "$OUT" '"health": "not_running"' "status --format json: health not_running"
