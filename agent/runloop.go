@@ -274,7 +274,7 @@ func (l *Loop) Run(ctx context.Context) error {
 					cur = next
 					l.start(runCtx, ln, sch, mainLane, cur, nil, "reload", false)
 					if !ln.busy[mainLane] {
-						l.reloadDone() // all left alone (flapping): no converge to wait for
+						l.reloadDone() // no converge started: nothing to wait for
 					}
 				}
 			case w.only != nil:
