@@ -11,9 +11,11 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/fsnotify/fsnotify"
 	"github.com/sirupsen/logrus"
+	"golang.org/x/sys/unix"
 )
 
 // FileWatcher is implemented by modules whose state lives in files; the run
@@ -63,6 +65,8 @@ type Loop struct {
 	// itself appearing or going.
 	ConfigDir string
 	// Notify sends sd_notify states ("READY=1", "STATUS=..."); may be nil.
+	// One call is one message: "RELOADING=1\nMONOTONIC_USEC=..." must
+	// reach systemd together.
 	Notify  func(state string)
 	Metrics *Metrics
 	Log     *logrus.Logger
@@ -86,7 +90,14 @@ type Loop struct {
 	// status.go); nil keeps it in memory only.
 	Resident *Resident
 
+	// Reloaded, if set, is told the outcome of every reload, after its
+	// READY=1 was sent (`dockward run` keeps it for `dockward reload`).
+	Reloaded func(ReloadResult)
+
 	rnd *rand.Rand
+	// reloading is the reload whose configuration was taken and whose
+	// converge runs: its end is told when that converge finishes.
+	reloading *ReloadResult
 }
 
 // configKey is the debouncer's key for changes of the configuration file.
@@ -263,6 +274,9 @@ func (l *Loop) Run(ctx context.Context) error {
 				ready = true
 				l.Notify("READY=1")
 			}
+			if f.trigger == "reload" {
+				l.reloadDone()
+			}
 		case ev := <-events:
 			if sch.event(time.Now(), ev) {
 				l.Log.WithFields(logrus.Fields{"module": ev.module, "event": ev.reason}).Debug("event")
@@ -274,6 +288,9 @@ func (l *Loop) Run(ctx context.Context) error {
 				if next := l.reload(ctx, cur, sch, emit); next != nil {
 					cur = next
 					l.start(runCtx, ln, sch, mainLane, cur, nil, "reload", false)
+					if !ln.busy[mainLane] {
+						l.reloadDone() // no converge started: nothing to wait for
+					}
 				}
 			case w.only != nil:
 				l.start(runCtx, ln, sch, w.lane, cur, cur.eng.WithRestarters(w.only), w.trigger, false)
@@ -291,19 +308,87 @@ func (l *Loop) Run(ctx context.Context) error {
 // running one kept (nil). A good one starts afresh: its watches replace
 // the old ones, and its own run (started by the caller) says what fails.
 // Both lanes are idle.
+//
+// It speaks systemd's reload protocol: RELOADING=1 with the monotonic time
+// as it begins (systemd counts only a reload begun after it asked), and
+// READY=1 once the configuration was refused or, for one taken, once its
+// converge finished (reloadDone); only then is Reloaded told:
+// `dockward reload` (ExecReload=) exits on that, so systemd has READY=1
+// before it sees the reload command end.
 func (l *Loop) reload(ctx context.Context, cur *current, sch *schedule, emit func(loopEvent)) *current {
+	started := MonotonicUsec()
+	l.Notify(fmt.Sprintf("RELOADING=1\nMONOTONIC_USEC=%d\nSTATUS=reloading the configuration", started))
 	eng, set, err := l.Load()
 	if err != nil {
 		l.Log.WithError(err).Error("reload: the new configuration is invalid; keeping the running one")
 		l.resident().reloadFailed(err)
-		l.Notify("STATUS=reload failed: keeping the running configuration")
+		l.Notify("READY=1\nSTATUS=" + clip("reload failed, running the previous configuration: "+err.Error(), maxStatus))
+		l.reloaded(ReloadResult{Started: started, Err: err})
 		return nil
 	}
 	l.Log.Info("reload: configuration reloaded")
 	cur.watches.stop()
 	sch.reset()
 	sch.backstop = NextBackstop(time.Now(), set.Interval, set.Splay, l.rnd)
+	l.reloading = &ReloadResult{Started: started}
 	return l.load(ctx, eng, set, emit)
+}
+
+// reloadDone ends a reload whose configuration was taken, after its
+// converge (whatever that converge's result: the configuration runs).
+func (l *Loop) reloadDone() {
+	if l.reloading == nil {
+		return
+	}
+	r := *l.reloading
+	l.reloading = nil
+	l.Notify("READY=1") // STATUS= is the converge's
+	l.reloaded(r)
+}
+
+func (l *Loop) reloaded(r ReloadResult) {
+	if l.Reloaded != nil {
+		l.Reloaded(r)
+	}
+}
+
+// ReloadResult is the outcome of one reload of the configuration.
+type ReloadResult struct {
+	// Started is CLOCK_MONOTONIC in µs as the reload began, as sent in
+	// MONOTONIC_USEC=: whoever asked for a reload at time T waits for one
+	// with Started >= T (the configuration it read is then as of T or later).
+	Started uint64
+	// Err is why the new configuration was refused (the running one is
+	// kept); nil when it runs and its first converge has finished.
+	Err error
+}
+
+// maxStatus bounds a STATUS= text sent with READY=1: systemd reads at most
+// 4096 bytes of a notification (NOTIFY_BUFFER_MAX) and drops a longer one,
+// READY=1 with it. A reload error names every diagnostic and can be longer.
+const maxStatus = 1024
+
+// clip cuts s to at most n bytes on a character boundary, marking the cut.
+func clip(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	const more = "..."
+	cut := n - len(more)
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + more
+}
+
+// MonotonicUsec is CLOCK_MONOTONIC in µs, the clock of sd_notify's
+// MONOTONIC_USEC= (Go's monotonic time readings are not on it).
+func MonotonicUsec() uint64 {
+	var ts unix.Timespec
+	if err := unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts); err != nil {
+		return 0
+	}
+	return uint64(ts.Sec)*1e6 + uint64(ts.Nsec)/1e3
 }
 
 // start runs a converge of the selected modules (nil: all) in a lane; with

@@ -91,6 +91,30 @@ func BenchmarkAgent(b *testing.B) {
 			a.measure(b, "nft", func() error { c.DelTable(table); return c.Flush() }, exists)
 		}
 	})
+	// `systemctl reload dockward`, which returns once the agent has
+	// converged on the configuration it read again (61-reload): with the
+	// configuration unchanged, and with a conf.d drop-in that adds or
+	// removes a firewall network (the agent also sees that file change by
+	// itself; the reload waits for that reload too).
+	b.Run("reload=unchanged", func(b *testing.B) {
+		for b.Loop() {
+			a.reloads(b, "unchanged", func(int) {})
+		}
+	})
+	b.Run("reload=firewall", func(b *testing.B) {
+		dropin := "/etc/dockward/conf.d/bench.hcl"
+		m.MustRun(b, "mkdir", "-p", "/etc/dockward/conf.d")
+		defer m.MustRun(b, "rm", "-f", dropin)
+		for b.Loop() {
+			a.reloads(b, "firewall", func(i int) {
+				if i%2 == 1 {
+					m.MustRun(b, "rm", "-f", dropin)
+					return
+				}
+				m.WriteFile(b, dropin, []byte("firewall {\n  network \"bench\" {\n    bridge = \"br-bench\"\n    internal = true\n  }\n}\n"), 0o600)
+			})
+		}
+	})
 	b.Run("idle", func(b *testing.B) {
 		for b.Loop() {
 			a.idle(b, 60*time.Second)
@@ -232,6 +256,29 @@ func (a *agent) measure(b *testing.B, what string, tamper func() error, correcte
 	b.ReportMetric(ms(took[len(took)-1]), "ms-worst")
 	b.ReportMetric(ms(took[0]), "ms-best")
 	b.Logf("%s: %d samples, median %s, worst %s, best %s", what, len(took),
+		med.Round(100*time.Microsecond), took[len(took)-1].Round(100*time.Microsecond), took[0].Round(100*time.Microsecond))
+}
+
+// reloadSamples is how many reloads each reload benchmark makes.
+const reloadSamples = 10
+
+// reloads times `systemctl reload dockward.service` reloadSamples times
+// (through nsenter, whose start is part of each figure), calling edit(i)
+// before reload i.
+func (a *agent) reloads(b *testing.B, what string, edit func(i int)) {
+	var took []time.Duration
+	for i := range reloadSamples {
+		edit(i)
+		start := time.Now()
+		a.m.MustRun(b, "timeout", "330", "systemctl", "reload", "dockward.service")
+		took = append(took, time.Since(start))
+	}
+	slices.Sort(took)
+	med := (took[len(took)/2-1] + took[len(took)/2]) / 2
+	b.ReportMetric(ms(med), "ms-median")
+	b.ReportMetric(ms(took[len(took)-1]), "ms-worst")
+	b.ReportMetric(ms(took[0]), "ms-best")
+	b.Logf("systemctl reload, %s: %d samples, median %s, worst %s, best %s", what, len(took),
 		med.Round(100*time.Microsecond), took[len(took)-1].Round(100*time.Microsecond), took[0].Round(100*time.Microsecond))
 }
 

@@ -154,6 +154,13 @@ var commands = []*command{
 		example: "dockward status --format json",
 	},
 	{
+		name: "reload", group: "Converging the host",
+		summary: "make the running agent re-read its configuration; wait for it",
+		text:    "Send SIGHUP to the running agent ($MAINPID, as systemd sets it for ExecReload=, or the one in /run/dockward/reload.json) and wait until it has reloaded: read the configuration again and finished a converge with it. When the agent refuses the new configuration it keeps running the previous one, and this command prints why and exits 1. It is dockward.service's ExecReload=, so `systemctl reload dockward` does all this. The converge's own result is in the agent's log and status, not in the exit code.",
+		exits:   []exitCode{{0, "the agent runs the new configuration"}, {1, "the agent refused it, or usage error"}, {4, "no agent, or it stopped before it reloaded"}},
+		example: "dockward reload",
+	},
+	{
 		name: "audit", group: "Inspecting the host",
 		summary: "CIS Docker Benchmark checks of the live host and its containers",
 		text:    "Check the live host without changing anything, against the CIS Docker Benchmark (sections 1 to 5, numbered as v1.6.0) and dockward's own checks: audit rules, dockerd's settings, the owner and mode of Docker's files, and each running container against the configuration's container_policy, naming the field at fault. Each finding passes, fails, is skipped with its reason or is waived (the configuration's audit block) with its reason; skipped and waived findings never pass. -c names the configuration (its remap user, container policy, waivers and firewall table; the embedded default without one).",

@@ -99,6 +99,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 			return code
 		}
 		return runAgent(ctx, g, cfg, log)
+	case "reload":
+		return runReload(ctx, g, stdout, stderr)
 	case "audit":
 		return runAudit(ctx, g, log, stdout, stderr)
 	case "status":

@@ -21,7 +21,8 @@ import (
 )
 
 // runAgent is `dockward run`, the resident agent: converge now, then on
-// events and on the interval. SIGHUP reloads the configuration; SIGTERM
+// events and on the interval. SIGHUP reloads the configuration (and the
+// outcome goes to reloadStateFile, for `dockward reload`); SIGTERM
 // cancels the runs in flight (see agent.Loop.Run) and exits 0.
 func runAgent(ctx context.Context, g *globals, first *config.File, log *logrus.Logger) int {
 	collectByMemory()
@@ -76,6 +77,16 @@ func runAgent(ctx context.Context, g *globals, first *config.File, log *logrus.L
 		return agent.ExitUsage
 	}
 	defer resident.Close() //nolint:errcheck
+	// Who this agent is, for `dockward reload` (ExecReload=): it waits
+	// for this process's reports. Without the file the agent still runs
+	// and reloads on SIGHUP; only a reload that waits is lost.
+	reported := true
+	if err := writeReloadState(g, reloadState{PID: os.Getpid()}); err != nil {
+		reported = false
+		log.WithError(err).Warn("dockward reload cannot wait for this agent's reloads")
+	} else {
+		defer removeReloadState(g)
+	}
 	metrics := agent.NewMetrics()
 	metrics.Root = g.root
 	loads := 0
@@ -100,6 +111,18 @@ func runAgent(ctx context.Context, g *globals, first *config.File, log *logrus.L
 		Metrics:  metrics,
 		Resident: resident,
 		Log:      log,
+		Reloaded: func(r agent.ReloadResult) {
+			if !reported {
+				return
+			}
+			rec := &reloadRecord{StartedUsec: r.Started, OK: r.Err == nil}
+			if r.Err != nil {
+				rec.Error = r.Err.Error()
+			}
+			if err := writeReloadState(g, reloadState{PID: os.Getpid(), Reload: rec}); err != nil {
+				log.WithError(err).Error("reload: could not report the reload to dockward reload, which waits for it until its timeout")
+			}
+		},
 	}
 	switch {
 	case first.Filename != config.DefaultFilename:
