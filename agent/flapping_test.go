@@ -131,6 +131,18 @@ func TestLoopBacksOffAFlappingModule(t *testing.T) {
 		if b, _ := os.ReadFile(daemon.path); string(b) != "theirs" {
 			t.Fatalf("the file was corrected during the back-off: %q", b)
 		}
+		// dockward status and the metrics see it.
+		l.Resident.mu.Lock()
+		var fl *Flapping
+		for _, m := range l.Resident.st.Modules {
+			if m.ID == "daemon" {
+				fl = m.Flapping
+			}
+		}
+		l.Resident.mu.Unlock()
+		if fl == nil || fl.Targets[0] != daemon.path || !time.Now().Before(fl.Until) {
+			t.Errorf("the agent's published state does not show daemon flapping: %+v", fl)
+		}
 		// The fighter stopped; the back-off (5 minutes) ends and the file
 		// is corrected once more, with one restart.
 		advance(DefaultFlapPolicy.Backoff.Base)

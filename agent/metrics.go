@@ -31,6 +31,7 @@ type Metrics struct {
 	moduleSuccess *prometheus.GaugeVec
 	moduleFailing *prometheus.GaugeVec
 	modulePending *prometheus.GaugeVec
+	moduleFlap    *prometheus.GaugeVec
 	backstop      prometheus.Gauge
 	started       prometheus.Gauge
 	reloadOK      prometheus.Gauge
@@ -67,6 +68,10 @@ func NewMetrics() *Metrics {
 		moduleFailing: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "dockward_module_consecutive_failures", Help: "Converges of the module in a row that failed or were rolled back; 0 when its last one did not fail.",
 		}, []string{"module"}),
+		moduleFlap: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "dockward_module_flapping",
+			Help: "1 while something keeps undoing the module's corrections and the agent leaves it alone (its back-off), else 0; the log and dockward status name the targets.",
+		}, []string{"module"}),
 		modulePending: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "dockward_module_pending_items", Help: "Items the module found declared but waiting for something outside dockward (a Docker network not created yet).",
 		}, []string{"module"}),
@@ -81,7 +86,7 @@ func NewMetrics() *Metrics {
 		}),
 	}
 	m.reg.MustRegister(m.runs, m.changes, m.failures, m.corrections, m.restarts, m.lastSuccess, m.duration,
-		m.moduleSuccess, m.moduleFailing, m.modulePending, m.backstop, m.started, m.reloadOK)
+		m.moduleSuccess, m.moduleFailing, m.modulePending, m.moduleFlap, m.backstop, m.started, m.reloadOK)
 	return m
 }
 
@@ -132,7 +137,13 @@ func (m *Metrics) SetState(st *AgentState) {
 	m.moduleSuccess.Reset()
 	m.moduleFailing.Reset()
 	m.modulePending.Reset()
+	m.moduleFlap.Reset()
 	for _, ms := range st.Modules {
+		flapping := 0.0
+		if ms.Flapping != nil && st.Updated.Before(ms.Flapping.Until) {
+			flapping = 1
+		}
+		m.moduleFlap.WithLabelValues(ms.ID).Set(flapping)
 		m.moduleSuccess.WithLabelValues(ms.ID).Set(unixSeconds(ms.LastSuccess))
 		m.moduleFailing.WithLabelValues(ms.ID).Set(float64(ms.ConsecutiveFailures))
 		m.modulePending.WithLabelValues(ms.ID).Set(float64(len(ms.Pending)))

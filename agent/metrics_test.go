@@ -77,7 +77,10 @@ func TestMetricsStateGauges(t *testing.T) {
 	st.Modules = []ModuleState{
 		{ID: "docker_daemon", LastSuccess: t0.Add(time.Minute)},
 		{ID: "firewall", ConsecutiveFailures: 3, Pending: []Pending{{Target: "docker network app"}}},
+		{ID: "service.docker.service", Flapping: &Flapping{Module: "service.docker.service", Until: t0.Add(time.Hour)}},
+		{ID: "subordinate_ids.dockremap", Flapping: &Flapping{Module: "subordinate_ids.dockremap", Until: t0.Add(-time.Minute)}},
 	}
+	st.Updated = t0
 	m.SetState(st)
 	got := textfile(t, m)
 	for _, want := range []string{
@@ -89,6 +92,9 @@ func TestMetricsStateGauges(t *testing.T) {
 		`dockward_agent_next_backstop_timestamp_seconds 1.7776371e+09`,
 		`dockward_agent_start_timestamp_seconds 1.7776368e+09`,
 		`dockward_config_last_reload_successful 0`,
+		`dockward_module_flapping{module="service.docker.service"} 1`,
+		`dockward_module_flapping{module="subordinate_ids.dockremap"} 0`,
+		`dockward_module_flapping{module="docker_daemon"} 0`,
 	} {
 		if !strings.Contains(got, want+"\n") {
 			t.Errorf("textfile lacks %q:\n%s", want, got)

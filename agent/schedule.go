@@ -426,8 +426,10 @@ func (s *schedule) due(now time.Time, rm room) work {
 
 // observe records a converge of the modules ids that ran from begin to end,
 // and reports whether it failed and which modules began flapping with it.
-// drift says its changes corrected drift (it was not the start's or a
-// reload's converge, which provision).
+// drift says its changes corrected drift: it was not the agent's first
+// converge, which provisions. A reload's converge counts (it corrects what
+// changed meanwhile); the reload itself started the count afresh, so a
+// changed configuration's own changes count once.
 func (s *schedule) observe(begin, end time.Time, ids []string, rep *Report, err error, drift bool) (bool, []Flapping) {
 	var began []Flapping
 	if drift {
@@ -499,7 +501,7 @@ func (s *schedule) leaveAlone(now time.Time, eng *Engine, only Selection) (sel S
 
 // snapshot is what status and the metrics show of the schedule.
 func (s *schedule) snapshot() scheduleState {
-	st := scheduleState{failing: sortedSet(s.failing), failures: s.failures, backstop: s.backstop}
+	st := scheduleState{failing: sortedSet(s.failing), failures: s.failures, backstop: s.backstop, flapping: s.flaps.list()}
 	if len(s.failing) > 0 {
 		st.retryAt, st.backoff = s.retryAt, s.backoff.Delay(s.failures)
 	}

@@ -120,9 +120,8 @@ type RetryState struct {
 }
 
 // ModuleState is one module as the agent last saw it. Objects that need
-// more than one field (a later "flapping": target, corrections, since,
-// until) go in as objects of their own, omitted when there is nothing to
-// say.
+// more than one field (flapping) go in as objects of their own, omitted
+// when there is nothing to say.
 type ModuleState struct {
 	ID string `json:"id"`
 	// Status is the module's status in the last converge that covered it
@@ -149,6 +148,11 @@ type ModuleState struct {
 	// Pending is what it found declared but waiting for something outside
 	// dockward, in its last converge.
 	Pending []Pending `json:"pending,omitempty"`
+	// Flapping is set while something keeps undoing the module's
+	// corrections (flapping.go): the targets, how often, since when, and
+	// until when the agent leaves it alone. It stays after the back-off
+	// ends until a window passes without the module flapping again.
+	Flapping *Flapping `json:"flapping,omitempty"`
 }
 
 // scheduleState is what status and the metrics show of the loop's schedule.
@@ -158,6 +162,7 @@ type scheduleState struct {
 	retryAt  time.Time
 	backoff  time.Duration
 	backstop time.Time
+	flapping []Flapping
 }
 
 // AgentRunningError refuses a second resident agent on a state directory.
@@ -384,6 +389,12 @@ func (r *Resident) update(cur *current, sch scheduleState, now time.Time) (Agent
 		ms := *m
 		if slices.Contains(sch.failing, ms.ID) {
 			ms.RetryAt, ms.Backoff = sch.retryAt.UTC(), sch.backoff.Seconds()
+		}
+		for _, fl := range sch.flapping {
+			if fl.Module == ms.ID {
+				fl.Since, fl.Until = fl.Since.UTC(), fl.Until.UTC()
+				ms.Flapping = &fl
+			}
 		}
 		r.st.Modules = append(r.st.Modules, ms)
 	}

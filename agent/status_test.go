@@ -298,6 +298,20 @@ func TestStatusGolden(t *testing.T) {
 	stopped.Agent.Stopped = stopped.Agent.Updated.Add(time.Minute)
 	agenttest.Golden(t, "testdata/status-stopped.golden", render(stopped))
 
+	_, flapping := statusFixture()
+	for i := range flapping.Agent.Modules {
+		if m := &flapping.Agent.Modules[i]; m.ID == "docker_daemon" {
+			since := flapping.Agent.Updated.Add(-time.Minute)
+			m.Flapping = &Flapping{Module: m.ID, Targets: []string{"log-opts"}, Corrections: 3, Since: since, Until: since.Add(5 * time.Minute), Rounds: 1, Window: 10 * time.Minute}
+		}
+	}
+	agenttest.Golden(t, "testdata/status-flapping.golden", render(flapping))
+	b, err = json.MarshalIndent(flapping.Agent.Modules[1], "", "  ")
+	if err != nil {
+		t.Fatal(err)
+	}
+	agenttest.Golden(t, "testdata/status-flapping-module.json.golden", string(b)+"\n")
+
 	_, applyOnly := statusFixture()
 	applyOnly.Running, applyOnly.PID, applyOnly.Health, applyOnly.Agent = false, 0, "not_running", nil
 	agenttest.Golden(t, "testdata/status-apply-only.golden", render(applyOnly))

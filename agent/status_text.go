@@ -90,7 +90,7 @@ func WriteStatusText(w io.Writer, v *StatusView, now time.Time, loc *time.Locati
 		for _, m := range modules {
 			width = max(width, len(m.ID))
 		}
-		var failing []string
+		var failing, flapping []string
 		pending := 0
 		for _, m := range modules {
 			status := string(m.Status)
@@ -118,6 +118,14 @@ func WriteStatusText(w io.Writer, v *StatusView, now time.Time, loc *time.Locati
 			if m.DriftCorrections > 0 {
 				notes = append(notes, plural(m.DriftCorrections, "drift correction"))
 			}
+			if f := m.Flapping; f != nil {
+				flapping = append(flapping, m.ID)
+				if now.Before(f.Until) {
+					notes = append(notes, fmt.Sprintf("FLAPPING, left alone until %s", at(f.Until)))
+				} else {
+					notes = append(notes, "FLAPPING until recently: its back-off is over, and it is watched for more")
+				}
+			}
 			fmt.Fprintf(&b, "  %-*s  %s", width, m.ID, status)
 			if len(notes) > 0 {
 				b.WriteString(": " + strings.Join(notes, "; "))
@@ -127,6 +135,9 @@ func WriteStatusText(w io.Writer, v *StatusView, now time.Time, loc *time.Locati
 				for _, l := range strings.Split(m.Error, "\n") {
 					fmt.Fprintf(&b, "  %-*s    error: %s\n", width, "", l)
 				}
+			}
+			if f := m.Flapping; f != nil {
+				fmt.Fprintf(&b, "  %-*s    flapping: %s corrected %s within %s (back-off %d), since %s; something else keeps undoing it\n", width, "", strings.Join(f.Targets, ", "), plural(f.Corrections, "time"), f.Window, f.Rounds, at(f.Since))
 			}
 			for _, p := range m.Pending {
 				fmt.Fprintf(&b, "  %-*s    pending: %s", width, "", p.Target)
@@ -138,6 +149,9 @@ func WriteStatusText(w io.Writer, v *StatusView, now time.Time, loc *time.Locati
 			}
 		}
 		b.WriteString("\n")
+		if len(flapping) > 0 {
+			fmt.Fprintf(&b, "%s flapping: %s (corrections keep being undone; the agent backs off instead of fighting).\n", plural(len(flapping), "module"), strings.Join(flapping, ", "))
+		}
 		switch {
 		case len(failing) > 0:
 			fmt.Fprintf(&b, "%s failing: %s.\n", plural(len(failing), "module"), strings.Join(failing, ", "))

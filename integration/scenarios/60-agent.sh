@@ -206,6 +206,9 @@ expect_match "$(agent_log)" "docker_daemon is flapping: dockward had to change [
 expect_contains "$(agent_log)" "flapping=true" "...as a warning with the flapping field, for log searches"
 expect_eq "$(show ActiveState)" active "the agent still runs"
 expect_contains "$(cat /etc/docker/daemon.json)" '"97m"' "it leaves the file alone during its back-off"
+expect_match "$("$DOCKWARD" status)" "docker_daemon +changed: .*FLAPPING, left alone until" "dockward status shows docker_daemon flapping"
+wait_for 10 "the flapping gauge" grep -q '^dockward_module_flapping{module="docker_daemon"} 1' "$metrics"
+expect_contains "$(cat "$metrics")" 'dockward_module_flapping{module="docker_daemon"} 1' "...and the metrics textfile"
 
 # --- SIGTERM stops it cleanly
 cursor=$(journal_cursor)
