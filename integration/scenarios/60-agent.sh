@@ -152,9 +152,32 @@ expect_eq "$(stateless_table)" "$table" "...rule for rule"
 expect_not_contains "$(agent_log)" "restart docker.service: verified" "...before the agent's restart of docker was verified"
 wait_log 120 "restart docker.service: verified"
 expect_contains "$(agent_log)" "lane=side" "the table was put back by the side lane"
+wait_docker_active
+
+# --- SIGTERM while the agent waits for a docker restart: it stops at once;
+# the restart systemd is carrying out goes on, and the next agent finds it
+# done (the journal's owed restart, written before it) without another.
+# Three drifts above restarted docker within ten minutes, which makes
+# docker.service flap (README: "When something keeps undoing dockward's
+# work"); a reload starts that count afresh.
+check "systemctl reload dockward.service" timeout 150 systemctl reload dockward.service
+cursor=$(journal_cursor)
+set_json_string /etc/docker/daemon.json max-size 96m
+wait_for 30 "docker.service restarting (activating)" bash -c '[[ $(systemctl is-active docker.service) == activating ]]'
+stop_begin=$(date +%s%N)
+check "systemctl stop dockward.service during the restart wait" timeout 150 systemctl stop dockward.service
+stop_end=$(date +%s%N)
+state=$(systemctl is-active docker.service)
+note "the agent stopped $(((stop_end - stop_begin) / 1000000)) ms after SIGTERM, docker.service still $state"
+expect_ne "$state" active "...before the restart it waited for was done"
+expect_eq "$(show Result)" success "...cleanly (exit 0)"
+wait_docker_active
+starts=$(docker_starts_mark)
+check "the agent starts again" timeout 150 systemctl start dockward.service
+expect_eq "$(docker_starts_since "$starts")" 0 "the new agent found the owed restart done: no second restart"
+expect_eq "$(checksums /etc/docker/daemon.json)" "$daemon_sum" "daemon.json is the corrected one"
 rm -f "$slow"
 systemctl daemon-reload
-wait_docker_active
 
 # --- a declared network created later gets its rules (SIGHUP loads the config)
 cursor=$(journal_cursor)
