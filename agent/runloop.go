@@ -184,6 +184,19 @@ var laneNames = [2]string{"main", "side"}
 type lanes struct {
 	busy [2]bool
 	done chan finished
+	// what each busy lane runs, for the agent's status
+	running [2]InFlight
+}
+
+// inFlight lists the converges the lanes run now.
+func (ln *lanes) inFlight() []InFlight {
+	var out []InFlight
+	for i, busy := range ln.busy {
+		if busy {
+			out = append(out, ln.running[i])
+		}
+	}
+	return out
 }
 
 // finished is what a lane hands back to the loop when its run is over.
@@ -248,7 +261,7 @@ func (l *Loop) Run(ctx context.Context) error {
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	for {
-		l.publish(cur, sch)
+		l.publish(cur, sch, ln)
 		rm := ln.room(cur)
 		timer.Reset(max(time.Until(sch.next(time.Now(), rm)), 0))
 		select {
@@ -261,7 +274,7 @@ func (l *Loop) Run(ctx context.Context) error {
 				ln.busy[f.lane] = false
 				l.finish(cur, sch, f)
 			}
-			l.publish(cur, sch)
+			l.publish(cur, sch, ln)
 			return nil
 		case <-l.Reload:
 			sch.reloadWanted(time.Now(), "SIGHUP")
@@ -411,6 +424,7 @@ func (l *Loop) start(ctx context.Context, ln *lanes, sch *schedule, lane int, cu
 	ln.busy[lane] = true
 	// Its events are echoes while it runs.
 	ids := moduleIDs(eng, converge)
+	ln.running[lane] = InFlight{Lane: laneNames[lane], Start: time.Now().UTC(), Trigger: trigger, Modules: ids}
 	l.Log.WithFields(logrus.Fields{"lane": laneNames[lane], "trigger": trigger, "modules": strings.Join(ids, ", "), "verify": verify}).Debug("lane starts")
 	sch.supp.Begin(ids)
 	go func() {

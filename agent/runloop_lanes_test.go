@@ -68,7 +68,7 @@ func (u *slowUnit) Retry(ctx context.Context, env *Env, p *Plan) error { return 
 // restartLoop runs a loop over an upstream file module (daemon), a unit
 // that restarts on it and takes 10 s to verify, and an independent file
 // module (fw), all drifted, so that the start converge restarts the unit.
-func restartLoop(t *testing.T) (daemon, fw *fileModule, unit *slowUnit, files *fakeFiles, out chan converged, cancel context.CancelFunc, done chan error) {
+func restartLoop(t *testing.T) (l *Loop, daemon, fw *fileModule, unit *slowUnit, files *fakeFiles, out chan converged, cancel context.CancelFunc, done chan error) {
 	dir := t.TempDir()
 	files = newFakeFiles()
 	daemon = &fileModule{path: filepath.Join(dir, "daemon.json"), want: "{}\n", files: files}
@@ -78,7 +78,7 @@ func restartLoop(t *testing.T) (daemon, fw *fileModule, unit *slowUnit, files *f
 	log.SetOutput(&bytes.Buffer{})
 	out = make(chan converged, 100)
 	ctx, cancel := context.WithCancel(context.Background())
-	l := &Loop{
+	l = &Loop{
 		Load: func() (*Engine, LoopSettings, error) {
 			return &Engine{Modules: []Module{named{daemon, "daemon"}, unit, named{fw, "fw"}}, StateDir: filepath.Join(dir, "state"), Log: log},
 				LoopSettings{Interval: time.Hour, Watch: true}, nil
@@ -96,7 +96,7 @@ func restartLoop(t *testing.T) (daemon, fw *fileModule, unit *slowUnit, files *f
 // table coming back only after dockerd's start, 6.6 s later.
 func TestLoopCorrectsIndependentModulesWhileARestartIsVerified(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		_, fw, unit, files, out, cancel, done := restartLoop(t)
+		l, _, fw, unit, files, out, cancel, done := restartLoop(t)
 		defer func() { cancel(); <-done }()
 		advance(time.Second) // the start converge waits for the restart now
 		unit.mu.Lock()
@@ -104,6 +104,13 @@ func TestLoopCorrectsIndependentModulesWhileARestartIsVerified(t *testing.T) {
 		unit.mu.Unlock()
 		if !restarting {
 			t.Fatalf("the start converge is not waiting for the restart (restarts=%d)", unit.restarts)
+		}
+		// dockward status shows the converge that waits.
+		l.Resident.mu.Lock()
+		converging := l.Resident.st.Converging
+		l.Resident.mu.Unlock()
+		if len(converging) != 1 || converging[0].Lane != "main" || converging[0].Trigger != "start" {
+			t.Errorf("published converging = %+v, want the start converge in the main lane", converging)
 		}
 		tampered := time.Now()
 		files.write(t, fw.path, "deleted")
@@ -128,7 +135,7 @@ func TestLoopCorrectsIndependentModulesWhileARestartIsVerified(t *testing.T) {
 // restart stays owed for the next start.
 func TestLoopStopsPromptlyDuringARestartWait(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		_, _, unit, _, _, cancel, done := restartLoop(t)
+		_, _, _, unit, _, _, cancel, done := restartLoop(t)
 		advance(time.Second)
 		stopped := time.Now()
 		cancel()

@@ -70,6 +70,10 @@ type AgentState struct {
 	// converge covers the modules the event concerns); absent before the
 	// first converge ends.
 	LastRun *RunState `json:"last_run,omitempty"`
+	// Converging are the converges running as the state was written: a
+	// docker restart being verified can take minutes, and meanwhile the
+	// last run is an older one.
+	Converging []InFlight `json:"converging,omitempty"`
 	// LastSuccess is the start of the last converge that did not fail.
 	LastSuccess time.Time `json:"last_success,omitzero"`
 	// NextBackstop is the next full converge of the interval.
@@ -107,6 +111,14 @@ type RunState struct {
 	// modules' errors are theirs.
 	Error   string   `json:"error,omitempty"`
 	Modules []string `json:"modules"`
+}
+
+// InFlight is a converge that runs now, in one of the loop's lanes.
+type InFlight struct {
+	Lane    string    `json:"lane"` // main, or side: modules no restart is tied to
+	Start   time.Time `json:"start"`
+	Trigger string    `json:"trigger"`
+	Modules []string  `json:"modules"`
 }
 
 // RetryState is when failing modules are tried again.
@@ -163,6 +175,7 @@ type scheduleState struct {
 	backoff  time.Duration
 	backstop time.Time
 	flapping []Flapping
+	running  []InFlight
 }
 
 // AgentRunningError refuses a second resident agent on a state directory.
@@ -375,6 +388,7 @@ func (r *Resident) update(cur *current, sch scheduleState, now time.Time) (Agent
 		r.st.Config.Files = []string{}
 	}
 	r.st.NextBackstop = sch.backstop.UTC()
+	r.st.Converging = sch.running
 	r.st.Retry = nil
 	if len(sch.failing) > 0 {
 		r.st.Retry = &RetryState{At: sch.retryAt.UTC(), Backoff: sch.backoff.Seconds(), Failures: sch.failures, Modules: sch.failing}
@@ -441,8 +455,10 @@ func (l *Loop) resident() *Resident {
 // publish brings the agent state up to date and, when it changed, writes
 // it and the metrics textfile: after a converge, a reload and a change of
 // the schedule, once, whatever changed.
-func (l *Loop) publish(cur *current, sch *schedule) {
-	st, changed := l.resident().update(cur, sch.snapshot(), time.Now())
+func (l *Loop) publish(cur *current, sch *schedule, ln *lanes) {
+	snap := sch.snapshot()
+	snap.running = ln.inFlight()
+	st, changed := l.resident().update(cur, snap, time.Now())
 	if !changed {
 		return
 	}

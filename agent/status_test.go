@@ -305,6 +305,7 @@ func TestStatusGolden(t *testing.T) {
 			m.Flapping = &Flapping{Module: m.ID, Targets: []string{"log-opts"}, Corrections: 3, Since: since, Until: since.Add(5 * time.Minute), Rounds: 1, Window: 10 * time.Minute}
 		}
 	}
+	flapping.Agent.Converging = []InFlight{{Lane: "main", Start: flapping.Agent.Updated.Add(-4 * time.Second), Trigger: "event: subordinate_ids.dockremap (changed /etc/subuid)", Modules: []string{"subordinate_ids.dockremap", "service.docker.service"}}}
 	agenttest.Golden(t, "testdata/status-flapping.golden", render(flapping))
 	b, err = json.MarshalIndent(flapping.Agent.Modules[1], "", "  ")
 	if err != nil {

@@ -53,6 +53,15 @@ func WriteStatusText(w io.Writer, v *StatusView, now time.Time, loc *time.Locati
 		} else if v.Running {
 			line("Last run", "none yet: the first converge is running")
 		}
+		if v.Running {
+			for i, c := range st.Converging {
+				label := ""
+				if i == 0 {
+					label = "Converging:"
+				}
+				fmt.Fprintf(&b, "%-15s %s lane since %s: %s (%s)\n", label, c.Lane, at(c.Start), c.Trigger, strings.Join(c.Modules, ", "))
+			}
+		}
 		if !st.LastSuccess.IsZero() && (st.LastRun == nil || st.LastRun.Result == "failed") {
 			line("Last success", "%s", at(st.LastSuccess))
 		}
