@@ -53,18 +53,7 @@ trap cleanup EXIT
 converge
 wait_docker_active
 
-if ! systemctl cat dockward.service >/dev/null 2>&1; then
-	dist=
-	for d in "$here/dist" "$here/../../dist"; do [[ -f $d/dockward.service ]] && dist=$d && break; done
-	need "dist/dockward.service to install" test -n "$dist"
-	install -m 0644 "$dist/dockward.service" /etc/systemd/system/dockward.service
-	added+=(/etc/systemd/system/dockward.service)
-	systemctl daemon-reload
-fi
-if [[ ! -x /usr/bin/dockward ]]; then
-	install -m 0755 "$(command -v "$DOCKWARD")" /usr/bin/dockward
-	added+=(/usr/bin/dockward)
-fi
+install_agent_unit "$here"
 mkdir -p /etc/dockward/conf.d
 if [[ -e $conf ]]; then
 	conf_backup=$(mktemp /root/dockward.hcl.XXXXXX)

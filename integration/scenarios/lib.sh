@@ -235,3 +235,23 @@ ensure_busybox() {
 set_json_string() {
 	sed -E -i "s/(\"$2\"[[:space:]]*:[[:space:]]*)\"[^\"]*\"/\1\"$3\"/" "$1"
 }
+
+# install_agent_unit HERE: make dockward.service runnable where dockward is
+# not installed from the package (the sandbox machines): dist/dockward.service
+# from the tree (found from HERE, run.sh's directory) and the binary at
+# /usr/bin/dockward, as the unit expects. What it put in place is appended
+# to the caller's `added` array, for its cleanup to remove.
+install_agent_unit() {
+	local here=$1 dist='' d
+	if ! systemctl cat dockward.service >/dev/null 2>&1; then
+		for d in "$here/dist" "$here/../../dist"; do [[ -f $d/dockward.service ]] && dist=$d && break; done
+		need "dist/dockward.service to install" test -n "$dist"
+		install -m 0644 "$dist/dockward.service" /etc/systemd/system/dockward.service
+		added+=(/etc/systemd/system/dockward.service)
+		systemctl daemon-reload
+	fi
+	if [[ ! -x /usr/bin/dockward ]]; then
+		install -m 0755 "$(command -v "$DOCKWARD")" /usr/bin/dockward
+		added+=(/usr/bin/dockward)
+	fi
+}
