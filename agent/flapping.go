@@ -78,6 +78,9 @@ func newFlaps(p FlapPolicy) *flaps {
 // corrected records the drift corrections of a converge that ended at now
 // and returns the modules that began flapping with it.
 func (f *flaps) corrected(now time.Time, rep *Report) []Flapping {
+	if f.policy.Count <= 0 {
+		return nil // never backs off (agent.flap_corrections = 0)
+	}
 	var began []Flapping
 	for _, mr := range rep.Modules {
 		if mr.Status != StatusChanged {

@@ -157,3 +157,35 @@ func TestLoopBacksOffAFlappingModule(t *testing.T) {
 		}
 	})
 }
+
+// agent.flap_corrections = 0: the agent corrects every time, as before
+// flapping existed (an operator who prefers the fight).
+func TestLoopNeverBacksOffWhenFlappingIsOff(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		dir := t.TempDir()
+		files := newFakeFiles()
+		daemon := &fileModule{path: filepath.Join(dir, "daemon.json"), want: "ours", files: files}
+		unit := &slowUnit{deps: []string{"daemon"}, takes: time.Second}
+		log := logrus.New()
+		log.SetOutput(&bytes.Buffer{})
+		ctx, cancel := context.WithCancel(context.Background())
+		l := &Loop{
+			Load: func() (*Engine, LoopSettings, error) {
+				return &Engine{Modules: []Module{named{daemon, "daemon"}, unit}, StateDir: filepath.Join(dir, "state"), Log: log},
+					LoopSettings{Interval: time.Hour, Watch: true, Flap: &FlapPolicy{Window: 10 * time.Minute}}, nil
+			},
+			Log: log, WatchFiles: files.watch,
+		}
+		done := make(chan error, 1)
+		go func() { done <- l.Run(ctx) }()
+		defer func() { cancel(); <-done }()
+		advance(5 * time.Second)
+		fighter(t, files, daemon.path, 200*time.Millisecond, 10*time.Second)
+		advance(5 * time.Second)
+		unit.mu.Lock()
+		defer unit.mu.Unlock()
+		if unit.restarts < 6 {
+			t.Errorf("%d restarts in 10 s of fighting with flapping off, want one per second or so", unit.restarts)
+		}
+	})
+}

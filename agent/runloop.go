@@ -39,6 +39,9 @@ type LoopSettings struct {
 	Interval, Splay time.Duration
 	Watch           bool
 	MetricsTextfile string
+	// Flap, when set, is the configuration's flapping policy (Loop.Flap
+	// otherwise); Count 0 never backs off.
+	Flap *FlapPolicy
 	// ConfigFiles are the files the configuration was read from, in merge
 	// order, for `dockward status`.
 	ConfigFiles []string
@@ -247,6 +250,7 @@ func (l *Loop) Run(ctx context.Context) error {
 	runCtx, cancelRuns := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelRuns()
 	sch := newSchedule(l)
+	sch.flapPolicy(set.Flap)
 	ln := &lanes{done: make(chan finished, 2)}
 
 	// Watch first, so that READY means "converged, and watching": a change
@@ -342,6 +346,7 @@ func (l *Loop) reload(ctx context.Context, cur *current, sch *schedule, emit fun
 	l.Log.Info("reload: configuration reloaded")
 	cur.watches.stop()
 	sch.reset()
+	sch.flapPolicy(set.Flap)
 	sch.backstop = NextBackstop(time.Now(), set.Interval, set.Splay, l.rnd)
 	l.reloading = &ReloadResult{Started: started}
 	return l.load(ctx, eng, set, emit)

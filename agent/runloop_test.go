@@ -132,6 +132,11 @@ type converged struct {
 	at      time.Time
 }
 
+// neverFlap is agent.flap_corrections = 0: the loop never backs off. The
+// tests and the benchmark that tamper one file again and again use it:
+// with the default policy their third tampering would make it flap.
+var neverFlap = FlapPolicy{Window: time.Nanosecond}
+
 // startLoop runs a loop over mod; files nil means real inotify.
 func startLoop(t testing.TB, mod *fileModule, stateDir string, reload chan struct{}, files *fakeFiles) (chan converged, func()) {
 	t.Helper()
@@ -146,6 +151,7 @@ func startLoop(t testing.TB, mod *fileModule, stateDir string, reload chan struc
 		},
 		Reload:     reload,
 		Log:        log,
+		Flap:       neverFlap,
 		OnConverge: func(rep *Report, trigger string) { out <- converged{rep, trigger, time.Now()} },
 	}
 	if files != nil {

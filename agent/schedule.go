@@ -215,6 +215,14 @@ func newSchedule(l *Loop) *schedule {
 	return s
 }
 
+// flapPolicy takes a configuration's flapping policy (nil: keep the
+// loop's), forgetting what was counted.
+func (s *schedule) flapPolicy(p *FlapPolicy) {
+	if p != nil {
+		s.flaps = newFlaps(*p)
+	}
+}
+
 // reset forgets failures and held events: a new configuration starts afresh.
 func (s *schedule) reset() {
 	s.failing, s.failures, s.retryAt, s.lastFail = map[string]bool{}, 0, time.Time{}, time.Time{}

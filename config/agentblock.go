@@ -16,6 +16,13 @@ type AgentBlock struct {
 	Splay           time.Duration
 	Watch           bool
 	MetricsTextfile string
+	// Flapping (agent.FlapPolicy): FlapCorrections corrections of one
+	// target within FlapWindow make its module flap, and the agent leaves
+	// it alone for FlapBackoff, doubling up to an hour (or FlapBackoff
+	// when longer). FlapCorrections = 0 never backs off.
+	FlapCorrections int
+	FlapWindow      time.Duration
+	FlapBackoff     time.Duration
 	Range           hcl.Range
 }
 
@@ -27,11 +34,13 @@ func (a *AgentBlock) DefRange() hcl.Range { return a.Range }
 
 // DefaultAgent is the agent block used when the file has none.
 func DefaultAgent() *AgentBlock {
-	return &AgentBlock{StateDir: "/var/lib/dockward", Interval: 5 * time.Minute, Splay: 30 * time.Second, Watch: true}
+	return &AgentBlock{StateDir: "/var/lib/dockward", Interval: 5 * time.Minute, Splay: 30 * time.Second, Watch: true,
+		FlapCorrections: 3, FlapWindow: 10 * time.Minute, FlapBackoff: 5 * time.Minute}
 }
 
 var agentSchema = &hcl.BodySchema{Attributes: []hcl.AttributeSchema{
 	{Name: "state_dir"}, {Name: "interval"}, {Name: "splay"}, {Name: "watch"}, {Name: "metrics_textfile"},
+	{Name: "flap_corrections"}, {Name: "flap_window"}, {Name: "flap_backoff"},
 }}
 
 // AgentKind decodes the agent block.
@@ -53,6 +62,19 @@ var AgentKind = Kind{Type: "agent", Decode: func(b *hcl.Block) (Block, hcl.Diagn
 			a.Splay, d = Duration(attr, true)
 		case "watch":
 			a.Watch, d = Bool(attr)
+		case "flap_corrections":
+			// 2 at least: one correction is what the agent is for, and
+			// a second can be an operator's slip repeated.
+			var n int64
+			n, d = Int(attr, 0, 1000)
+			if !d.HasErrors() && n == 1 {
+				d = hcl.Diagnostics{errAt(attr.Expr.Range(), "Invalid number", "flap_corrections must be 0 (never back off) or at least 2: with 1, every correction would count as flapping.")}
+			}
+			a.FlapCorrections = int(n)
+		case "flap_window":
+			a.FlapWindow, d = Duration(attr, false)
+		case "flap_backoff":
+			a.FlapBackoff, d = Duration(attr, false)
 		case "metrics_textfile":
 			a.MetricsTextfile, d = String(attr)
 			if !d.HasErrors() && a.MetricsTextfile != "" {

@@ -6,6 +6,7 @@ import (
 	"io"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/dockward/dockward/config"
 	"github.com/dockward/dockward/modules"
@@ -263,4 +264,30 @@ func TestMetricsTextfileMustBeAPromFile(t *testing.T) {
 	}
 	noErrors(t, "agent {\n  metrics_textfile = \"/var/lib/node_exporter/textfile_collector/dockward.prom\"\n}\n")
 	noErrors(t, "agent {\n  metrics_textfile = \"\"\n}\n")
+}
+
+func TestFlapSettings(t *testing.T) {
+	for _, tc := range []struct{ src, what string }{
+		{"flap_corrections = 1", "flap_corrections"},
+		{"flap_corrections = -1", "flap_corrections"},
+		{"flap_corrections = 2.5", "flap_corrections"},
+		{`flap_window = "0s"`, "flap_window"},
+		{`flap_backoff = "soon"`, "flap_backoff"},
+	} {
+		t.Run(tc.src, func(t *testing.T) {
+			_, diags := decode(t, "agent {\n  "+tc.src+"\n}\n")
+			errorAt(t, diags, 2, len(tc.what)+6, tc.what)
+		})
+	}
+	f, diags := decode(t, "agent {\n  flap_corrections = 0\n  flap_window = \"1h\"\n  flap_backoff = \"2h\"\n}\n")
+	if diags.HasErrors() {
+		t.Fatal(diags)
+	}
+	if a := f.Agent; a.FlapCorrections != 0 || a.FlapWindow != time.Hour || a.FlapBackoff != 2*time.Hour {
+		t.Fatalf("decoded %+v", a)
+	}
+	f, _ = decode(t, "agent {\n}\n")
+	if a := f.Agent; a.FlapCorrections != 3 || a.FlapWindow != 10*time.Minute || a.FlapBackoff != 5*time.Minute {
+		t.Fatalf("defaults %+v", a)
+	}
 }

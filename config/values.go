@@ -90,7 +90,7 @@ func Duration(attr *hcl.Attribute, allowZero bool) (time.Duration, hcl.Diagnosti
 	}
 	d, err := time.ParseDuration(s)
 	if err != nil {
-		return 0, hcl.Diagnostics{errAt(attr.Expr.Range(), "Invalid duration", fmt.Sprintf("%q is not a duration like \"90s\" or \"5m\".", s))}
+		return 0, hcl.Diagnostics{errAt(attr.Expr.Range(), "Invalid duration", fmt.Sprintf("%s = %q is not a duration like \"90s\" or \"5m\".", attr.Name, s))}
 	}
 	if d < 0 || (d == 0 && !allowZero) {
 		return 0, hcl.Diagnostics{errAt(attr.Expr.Range(), "Invalid duration", fmt.Sprintf("%s must be greater than zero.", attr.Name))}

@@ -103,6 +103,8 @@ func runAgent(ctx context.Context, g *globals, first *config.File, log *logrus.L
 			set := agent.LoopSettings{Interval: cfg.Agent.Interval, Splay: cfg.Agent.Splay, Watch: cfg.Agent.Watch}
 			// A host path: Metrics.Root resolves it inside --root.
 			set.MetricsTextfile = cfg.Agent.MetricsTextfile
+			set.Flap = &agent.FlapPolicy{Count: cfg.Agent.FlapCorrections, Window: cfg.Agent.FlapWindow,
+				Backoff: agent.Backoff{Base: cfg.Agent.FlapBackoff, Max: max(time.Hour, cfg.Agent.FlapBackoff)}}
 			set.ConfigFiles = configFiles(cfg)
 			return engineFor(g, cfg, log), set, nil
 		},
