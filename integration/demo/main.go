@@ -204,6 +204,10 @@ func (d *demo) agent() {
 	d.watchFix(`nft delete table inet dockward`, `nft list chain inet dockward forward >/dev/null 2>&1`, "the firewall table back, rule for rule")
 	d.show("\n   what the agent logged:", "sh", "-c",
 		"journalctl -u dockward.service -o cat --no-pager | grep -e 'converged' | tail -n 4")
+	// Once the subuid correction's docker restart is verified, the agent
+	// is idle again; what it knows is one command away.
+	d.waitFor(30*time.Second, `dockward status --format json | grep -q '"health": "ok"' && ! dockward status | grep -q '^Converging:'`)
+	d.show("\n   what the agent knows:", "dockward", "status")
 	d.quiet("systemctl", "stop", "dockward.service")
 }
 
