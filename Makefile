@@ -86,7 +86,7 @@ acceptance-vagrant: build
 	integration/vagrant.sh
 
 vagrant-validate:
-	vagrant validate
+	vagrant validate --ignore-provider
 
 clean:
 	rm -rf bin
