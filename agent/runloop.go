@@ -185,22 +185,26 @@ const (
 var laneNames = [2]string{"main", "side"}
 
 type lanes struct {
-	busy [2]bool
-	done chan finished
-	// what each busy lane runs, for the agent's status
-	running [2]InFlight
+	// running is what each lane runs, nil when it is free.
+	running [2]*InFlight
+	done    chan finished
 }
 
-// inFlight lists the converges the lanes run now.
+func (ln *lanes) busy(lane int) bool { return ln.running[lane] != nil }
+
+// inFlight lists the converges the lanes run now, for the agent's status.
 func (ln *lanes) inFlight() []InFlight {
 	var out []InFlight
-	for i, busy := range ln.busy {
-		if busy {
-			out = append(out, ln.running[i])
+	for _, r := range ln.running {
+		if r != nil {
+			out = append(out, *r)
 		}
 	}
 	return out
 }
+
+// end frees the lane a run finished in.
+func (ln *lanes) end(f finished) { ln.running[f.lane] = nil }
 
 // finished is what a lane hands back to the loop when its run is over.
 type finished struct {
@@ -218,15 +222,15 @@ type finished struct {
 // room says what the lanes can take now.
 func (ln *lanes) room(cur *current) room {
 	switch {
-	case !ln.busy[mainLane]:
-		return room{main: true, idle: !ln.busy[sideLane]}
-	case !ln.busy[sideLane] && len(cur.independent) > 0:
+	case !ln.busy(mainLane):
+		return room{main: true, idle: !ln.busy(sideLane)}
+	case !ln.busy(sideLane) && len(cur.independent) > 0:
 		return room{side: cur.independent}
 	}
 	return room{}
 }
 
-func (ln *lanes) idle() bool { return !ln.busy[mainLane] && !ln.busy[sideLane] }
+func (ln *lanes) idle() bool { return !ln.busy(mainLane) && !ln.busy(sideLane) }
 
 // Run converges until ctx ends. A SIGTERM (ctx cancelled) stops it
 // promptly: the runs in flight are cancelled; a module being written
@@ -275,15 +279,15 @@ func (l *Loop) Run(ctx context.Context) error {
 			cancelRuns()
 			for !ln.idle() {
 				f := <-ln.done
-				ln.busy[f.lane] = false
+				ln.end(f)
 				l.finish(cur, sch, f)
 			}
 			l.publish(cur, sch, ln)
 			return nil
 		case <-l.Reload:
-			sch.reloadWanted(time.Now(), "SIGHUP")
+			sch.reloadWanted("SIGHUP")
 		case f := <-ln.done:
-			ln.busy[f.lane] = false
+			ln.end(f)
 			l.finish(cur, sch, f)
 			if !ready && f.trigger == "start" {
 				// The start converge is over (READY is sent once, also
@@ -305,7 +309,7 @@ func (l *Loop) Run(ctx context.Context) error {
 				if next := l.reload(ctx, cur, sch, emit); next != nil {
 					cur = next
 					l.start(runCtx, ln, sch, mainLane, cur, nil, "reload", false)
-					if !ln.busy[mainLane] {
+					if !ln.busy(mainLane) {
 						l.reloadDone() // no converge started: nothing to wait for
 					}
 				}
@@ -426,10 +430,9 @@ func (l *Loop) start(ctx context.Context, ln *lanes, sch *schedule, lane int, cu
 	if verify {
 		converge, _ = sch.leaveAlone(time.Now(), eng, eng.WithRestarters(only))
 	}
-	ln.busy[lane] = true
 	// Its events are echoes while it runs.
 	ids := moduleIDs(eng, converge)
-	ln.running[lane] = InFlight{Lane: laneNames[lane], Start: time.Now().UTC(), Trigger: trigger, Modules: ids}
+	ln.running[lane] = &InFlight{Lane: laneNames[lane], Start: time.Now().UTC(), Trigger: trigger, Modules: ids}
 	l.Log.WithFields(logrus.Fields{"lane": laneNames[lane], "trigger": trigger, "modules": strings.Join(ids, ", "), "verify": verify}).Debug("lane starts")
 	sch.supp.Begin(ids)
 	go func() {

@@ -252,7 +252,7 @@ func (r room) allows(id string) bool { return r.main || r.side[id] }
 
 // reloadWanted asks for a reload (SIGHUP); it starts once both lanes are
 // idle.
-func (s *schedule) reloadWanted(now time.Time, why string) {
+func (s *schedule) reloadWanted(why string) {
 	s.held[configKey] = why
 }
 
