@@ -2,7 +2,6 @@ package agent
 
 import (
 	"bytes"
-	"context"
 	"os"
 	"path/filepath"
 	"strings"
@@ -95,7 +94,6 @@ func TestLoopBacksOffAFlappingModule(t *testing.T) {
 		var logs bytes.Buffer
 		log.SetOutput(&logs)
 		out := make(chan converged, 1000)
-		ctx, cancel := context.WithCancel(context.Background())
 		l := &Loop{
 			Load: func() (*Engine, LoopSettings, error) {
 				return &Engine{Modules: []Module{named{daemon, "daemon"}, unit}, StateDir: filepath.Join(dir, "state"), Log: log},
@@ -104,9 +102,7 @@ func TestLoopBacksOffAFlappingModule(t *testing.T) {
 			Log: log, WatchFiles: files.watch,
 			OnConverge: func(rep *Report, trigger string) { out <- converged{rep, trigger, time.Now()} },
 		}
-		done := make(chan error, 1)
-		go func() { done <- l.Run(ctx) }()
-		defer func() { cancel(); <-done }()
+		defer runLoop(t, l)()
 		advance(5 * time.Second) // the start converge and its restart
 		unit.mu.Lock()
 		start := unit.restarts
@@ -168,7 +164,6 @@ func TestLoopNeverBacksOffWhenFlappingIsOff(t *testing.T) {
 		unit := &slowUnit{deps: []string{"daemon"}, takes: time.Second}
 		log := logrus.New()
 		log.SetOutput(&bytes.Buffer{})
-		ctx, cancel := context.WithCancel(context.Background())
 		l := &Loop{
 			Load: func() (*Engine, LoopSettings, error) {
 				return &Engine{Modules: []Module{named{daemon, "daemon"}, unit}, StateDir: filepath.Join(dir, "state"), Log: log},
@@ -176,9 +171,7 @@ func TestLoopNeverBacksOffWhenFlappingIsOff(t *testing.T) {
 			},
 			Log: log, WatchFiles: files.watch,
 		}
-		done := make(chan error, 1)
-		go func() { done <- l.Run(ctx) }()
-		defer func() { cancel(); <-done }()
+		defer runLoop(t, l)()
 		advance(5 * time.Second)
 		fighter(t, files, daemon.path, 200*time.Millisecond, 10*time.Second)
 		advance(5 * time.Second)

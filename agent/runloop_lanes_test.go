@@ -68,7 +68,7 @@ func (u *slowUnit) Retry(ctx context.Context, env *Env, p *Plan) error { return 
 // restartLoop runs a loop over an upstream file module (daemon), a unit
 // that restarts on it and takes 10 s to verify, and an independent file
 // module (fw), all drifted, so that the start converge restarts the unit.
-func restartLoop(t *testing.T) (l *Loop, daemon, fw *fileModule, unit *slowUnit, files *fakeFiles, out chan converged, cancel context.CancelFunc, done chan error) {
+func restartLoop(t *testing.T) (l *Loop, daemon, fw *fileModule, unit *slowUnit, files *fakeFiles, out chan converged, stop func()) {
 	dir := t.TempDir()
 	files = newFakeFiles()
 	daemon = &fileModule{path: filepath.Join(dir, "daemon.json"), want: "{}\n", files: files}
@@ -77,7 +77,6 @@ func restartLoop(t *testing.T) (l *Loop, daemon, fw *fileModule, unit *slowUnit,
 	log := logrus.New()
 	log.SetOutput(&bytes.Buffer{})
 	out = make(chan converged, 100)
-	ctx, cancel := context.WithCancel(context.Background())
 	l = &Loop{
 		Load: func() (*Engine, LoopSettings, error) {
 			return &Engine{Modules: []Module{named{daemon, "daemon"}, unit, named{fw, "fw"}}, StateDir: filepath.Join(dir, "state"), Log: log},
@@ -86,8 +85,7 @@ func restartLoop(t *testing.T) (l *Loop, daemon, fw *fileModule, unit *slowUnit,
 		Log: log, WatchFiles: files.watch,
 		OnConverge: func(rep *Report, trigger string) { out <- converged{rep, trigger, time.Now()} },
 	}
-	done = make(chan error, 1)
-	go func() { done <- l.Run(ctx) }()
+	stop = runLoop(t, l)
 	return
 }
 
@@ -96,8 +94,8 @@ func restartLoop(t *testing.T) (l *Loop, daemon, fw *fileModule, unit *slowUnit,
 // table coming back only after dockerd's start, 6.6 s later.
 func TestLoopCorrectsIndependentModulesWhileARestartIsVerified(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		l, _, fw, unit, files, out, cancel, done := restartLoop(t)
-		defer func() { cancel(); <-done }()
+		l, _, fw, unit, files, out, stop := restartLoop(t)
+		defer stop()
 		advance(time.Second) // the start converge waits for the restart now
 		unit.mu.Lock()
 		restarting := unit.restarts == 1 && time.Since(unit.began) < unit.takes
@@ -135,13 +133,10 @@ func TestLoopCorrectsIndependentModulesWhileARestartIsVerified(t *testing.T) {
 // restart stays owed for the next start.
 func TestLoopStopsPromptlyDuringARestartWait(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		_, _, _, unit, _, _, cancel, done := restartLoop(t)
+		_, _, _, unit, _, _, stop := restartLoop(t)
 		advance(time.Second)
 		stopped := time.Now()
-		cancel()
-		if err := <-done; err != nil {
-			t.Fatal(err)
-		}
+		stop()
 		if waited := time.Since(stopped); waited > 0 {
 			t.Fatalf("the agent stopped %s after SIGTERM: it waited for the restart", waited)
 		}

@@ -2,7 +2,6 @@ package agent
 
 import (
 	"bytes"
-	"context"
 	"errors"
 	"path/filepath"
 	"strconv"
@@ -60,7 +59,6 @@ func TestLoopReloadSpeaksSystemdsProtocol(t *testing.T) {
 		notes := &notifyLog{}
 		results := make(chan ReloadResult, 1)
 		converges := make(chan string, 10)
-		ctx, cancel := context.WithCancel(context.Background())
 		l := &Loop{
 			Load: func() (*Engine, LoopSettings, error) {
 				if loadErr != nil {
@@ -83,14 +81,7 @@ func TestLoopReloadSpeaksSystemdsProtocol(t *testing.T) {
 				results <- r
 			},
 		}
-		done := make(chan error, 1)
-		go func() { done <- l.Run(ctx) }()
-		defer func() {
-			cancel()
-			if err := <-done; err != nil {
-				t.Error(err)
-			}
-		}()
+		defer runLoop(t, l)()
 		<-converges
 		synctest.Wait()
 		if got := notes.since(0); len(got) != 3 || got[2] != "READY=1" {

@@ -42,7 +42,6 @@ func runLoopWith(t *testing.T, mods []Module, backoff Backoff, files *fakeFiles)
 	log := logrus.New()
 	log.SetOutput(&bytes.Buffer{})
 	out := make(chan converged, 100)
-	ctx, cancel := context.WithCancel(context.Background())
 	l := &Loop{
 		Load: func() (*Engine, LoopSettings, error) {
 			return &Engine{Modules: mods, StateDir: filepath.Join(dir, "state"), Log: log},
@@ -53,15 +52,7 @@ func runLoopWith(t *testing.T, mods []Module, backoff Backoff, files *fakeFiles)
 		WatchFiles: files.watch,
 		OnConverge: func(rep *Report, trigger string) { out <- converged{rep, trigger, time.Now()} },
 	}
-	done := make(chan error, 1)
-	go func() { done <- l.Run(ctx) }()
-	stop := func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Error(err)
-		}
-	}
-	return out, stop
+	return out, runLoop(t, l)
 }
 
 // nextConverge waits for the next converge, at most 10 s on the bubble's
@@ -202,7 +193,6 @@ func TestLoopConfigFileChangeReloadsOnce(t *testing.T) {
 		var mu sync.Mutex
 		var loaded []string
 		out := make(chan string, 10)
-		ctx, cancel := context.WithCancel(context.Background())
 		l := &Loop{
 			Load: func() (*Engine, LoopSettings, error) {
 				b, _ := os.ReadFile(conf)
@@ -214,9 +204,7 @@ func TestLoopConfigFileChangeReloadsOnce(t *testing.T) {
 			ConfigPath: conf, Log: log, WatchFiles: files.watch,
 			OnConverge: func(rep *Report, trigger string) { out <- trigger },
 		}
-		done := make(chan error, 1)
-		go func() { done <- l.Run(ctx) }()
-		defer func() { cancel(); <-done }()
+		defer runLoop(t, l)()
 		<-out
 		for _, s := range []string{"", "v", "v2"} { // truncate, partial write, full write
 			if err := os.WriteFile(conf, []byte(s), 0o600); err != nil {
@@ -280,7 +268,6 @@ func TestLoopBackstopInterval(t *testing.T) {
 		log := logrus.New()
 		log.SetOutput(&bytes.Buffer{})
 		out := make(chan converged, 10)
-		ctx, cancel := context.WithCancel(context.Background())
 		l := &Loop{
 			Load: func() (*Engine, LoopSettings, error) {
 				return &Engine{Modules: []Module{mod}, StateDir: filepath.Join(dir, "state"), Log: log},
@@ -289,9 +276,7 @@ func TestLoopBackstopInterval(t *testing.T) {
 			Log: log, WatchFiles: newFakeFiles().watch,
 			OnConverge: func(rep *Report, trigger string) { out <- converged{rep, trigger, time.Now()} },
 		}
-		done := make(chan error, 1)
-		go func() { done <- l.Run(ctx) }()
-		defer func() { cancel(); <-done }()
+		defer runLoop(t, l)()
 		start := <-out
 		for i := range 3 {
 			c := <-out

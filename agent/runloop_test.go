@@ -143,7 +143,6 @@ func startLoop(t testing.TB, mod *fileModule, stateDir string, reload chan struc
 	log := logrus.New()
 	log.SetOutput(&bytes.Buffer{})
 	out := make(chan converged, 100)
-	ctx, cancel := context.WithCancel(context.Background())
 	l := &Loop{
 		Load: func() (*Engine, LoopSettings, error) {
 			return &Engine{Modules: []Module{mod}, StateDir: stateDir, Log: log},
@@ -162,15 +161,24 @@ func startLoop(t testing.TB, mod *fileModule, stateDir string, reload chan struc
 		// (an echo then costs one converge that changes nothing).
 		l.Grace = time.Nanosecond
 	}
+	return out, runLoop(t, l)
+}
+
+// runLoop runs l until stop, which cancels its context (SIGTERM), waits
+// for Run to return and reports its error; stop may be called again.
+func runLoop(t testing.TB, l *Loop) (stop func()) {
+	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- l.Run(ctx) }()
-	stop := func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Error(err)
-		}
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Error(err)
+			}
+		})
 	}
-	return out, stop
 }
 
 func TestLoopCorrectsATamperedFileAndIgnoresItsOwnWrite(t *testing.T) {
@@ -232,7 +240,6 @@ func TestLoopReloadKeepsTheOldConfigWhenTheNewIsBad(t *testing.T) {
 		reload := make(chan struct{}, 1)
 		loads := 0
 		out := make(chan string, 10)
-		ctx, cancel := context.WithCancel(context.Background())
 		l := &Loop{
 			Load: func() (*Engine, LoopSettings, error) {
 				loads++
@@ -244,15 +251,11 @@ func TestLoopReloadKeepsTheOldConfigWhenTheNewIsBad(t *testing.T) {
 			Reload: reload, Log: log, WatchFiles: newFakeFiles().watch,
 			OnConverge: func(rep *Report, trigger string) { out <- trigger },
 		}
-		done := make(chan error, 1)
-		go func() { done <- l.Run(ctx) }()
+		stop := runLoop(t, l)
 		<-out
 		reload <- struct{}{}
 		synctest.Wait() // the loop took the reload in and waits again
-		cancel()
-		if err := <-done; err != nil {
-			t.Fatal(err)
-		}
+		stop()
 		if loads != 2 || !bytes.Contains(logs.Bytes(), []byte("keeping the running one")) {
 			t.Fatalf("loads=%d logs:\n%s", loads, logs.String())
 		}

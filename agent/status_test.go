@@ -3,7 +3,6 @@ package agent
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"encoding/json"
 	"errors"
 	"os"
@@ -335,7 +334,6 @@ func TestLoopPublishesItsState(t *testing.T) {
 		log := logrus.New()
 		log.SetOutput(&bytes.Buffer{})
 		out := make(chan converged, 100)
-		ctx, cancel := context.WithCancel(context.Background())
 		l := &Loop{
 			Load: func() (*Engine, LoopSettings, error) {
 				return &Engine{Modules: []Module{flaky}, StateDir: stateDir, Log: log},
@@ -348,15 +346,8 @@ func TestLoopPublishesItsState(t *testing.T) {
 			Metrics:    NewMetrics(),
 			OnConverge: func(rep *Report, trigger string) { out <- converged{rep, trigger, time.Now()} },
 		}
-		done := make(chan error, 1)
-		go func() { done <- l.Run(ctx) }()
-		stopped := false
-		defer func() { // also when a check fails: the bubble must end with no goroutine
-			if !stopped {
-				cancel()
-				<-done
-			}
-		}()
+		stop := runLoop(t, l)
+		defer stop() // also when a check fails: the bubble must end with no goroutine
 
 		read := func(what string) *AgentState {
 			t.Helper()
@@ -405,11 +396,7 @@ func TestLoopPublishesItsState(t *testing.T) {
 			t.Errorf("after it converged, retry %+v, module %+v", st.Retry, st.Modules[0])
 		}
 
-		cancel()
-		stopped = true
-		if err := <-done; err != nil {
-			t.Fatal(err)
-		}
+		stop()
 		res.Close()
 		v, err := ReadStatus("", stateDir)
 		if err != nil || v.Running || v.Agent.Stopped.IsZero() {
