@@ -288,13 +288,20 @@ func TestInotifySeesReplace(t *testing.T) {
 	if err := os.Rename(tmp, path); err != nil {
 		t.Fatal(err)
 	}
+	nextChange(t, got, path, "a rename over the file")
+}
+
+// nextChange waits for the real inotify watch's next change and checks it
+// is want's; what names the change in the failure.
+func nextChange(t *testing.T, got <-chan string, want, what string) {
+	t.Helper()
 	select {
 	case p := <-got:
-		if p != path {
-			t.Fatalf("changed %q, want %q", p, path)
+		if p != want {
+			t.Fatalf("%s: changed %q, want %q", what, p, want)
 		}
 	case <-time.After(10 * time.Second):
-		t.Fatal("no inotify event within 10s for a rename over the file")
+		t.Fatalf("no inotify event within 10s for %s", what)
 	}
 }
 
@@ -382,14 +389,7 @@ func TestInotifySeesDropIns(t *testing.T) {
 		}
 	}
 	want := filepath.Join(dir, "20-role.hcl")
-	select {
-	case p := <-got:
-		if p != want {
-			t.Fatalf("changed %q, want %q (the first event must be the drop-in)", p, want)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("no inotify event within 10s for a new drop-in")
-	}
+	nextChange(t, got, want, "a new drop-in") // the first event must be the drop-in
 	// Removing it is a change too.
 	for len(got) > 0 {
 		<-got
@@ -397,12 +397,5 @@ func TestInotifySeesDropIns(t *testing.T) {
 	if err := os.Remove(want); err != nil {
 		t.Fatal(err)
 	}
-	select {
-	case p := <-got:
-		if p != want {
-			t.Fatalf("changed %q, want %q", p, want)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("no inotify event within 10s for a removed drop-in")
-	}
+	nextChange(t, got, want, "a removed drop-in")
 }
