@@ -86,7 +86,7 @@ func TestReloadReadsDropIns(t *testing.T) {
 	}
 
 	agent := startAgent(t, "-c", cfg, "--root", root, "--log-format", "json", "--log-level", "debug")
-	waitFor, cmd, lines, exited := agent.waitFor, agent.cmd, agent.lines, agent.exited
+	waitFor, cmd := agent.waitFor, agent.cmd
 	waitFor(`"trigger":"start"`)
 
 	// A drop-in added is seen by the watch (no SIGHUP sent).
@@ -110,13 +110,5 @@ func TestReloadReadsDropIns(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor("reload: configuration reloaded")
-	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	waitFor("stopping")
-	for range lines {
-	}
-	if err := <-exited; err != nil {
-		t.Fatalf("dockward run after SIGTERM: %v", err)
-	}
+	agent.stop()
 }

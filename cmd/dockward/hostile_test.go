@@ -47,7 +47,7 @@ func TestReloadOfDeeplyNestedFileKeepsRunning(t *testing.T) {
 	writeFile(t, cfg, "agent {\n  watch = false\n  interval = \"1h\"\n}\ndocker_daemon {\n  settings = { debug = true }\n  validate = false\n}\n", 0o600)
 
 	agent := startAgent(t, "-c", cfg, "--root", root, "--log-format", "json", "--log-level", "debug")
-	waitFor, cmd, lines, exited := agent.waitFor, agent.cmd, agent.lines, agent.exited
+	waitFor, cmd := agent.waitFor, agent.cmd
 	waitFor(`"trigger":"start"`)
 
 	tmp := cfg + ".new"
@@ -62,15 +62,7 @@ func TestReloadOfDeeplyNestedFileKeepsRunning(t *testing.T) {
 	if !strings.Contains(l, cfg+":2,") {
 		t.Errorf("reload error does not name %s:2: %s", cfg, l)
 	}
-	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	waitFor("stopping")
-	for range lines {
-	}
-	if err := <-exited; err != nil {
-		t.Fatalf("dockward run after SIGTERM: %v", err)
-	}
+	agent.stop()
 }
 
 // runningAgent is `dockward run` as a child process whose log lines a test
@@ -109,6 +101,20 @@ func startAgent(t *testing.T, args ...string) *runningAgent {
 		}
 	})
 	return a
+}
+
+// stop sends SIGTERM, waits for the agent to log its stop and to exit 0.
+func (a *runningAgent) stop() {
+	a.t.Helper()
+	if err := a.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		a.t.Fatal(err)
+	}
+	a.waitFor("stopping")
+	for range a.lines {
+	}
+	if err := <-a.exited; err != nil {
+		a.t.Fatalf("dockward run after SIGTERM: %v", err)
+	}
 }
 
 // waitFor returns the first log line containing what, failing after 60 s

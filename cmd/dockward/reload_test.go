@@ -127,15 +127,7 @@ func TestReloadWaitsForTheAgent(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 
-	if err := a.cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	a.waitFor("stopping")
-	for range a.lines {
-	}
-	if err := <-a.exited; err != nil {
-		t.Fatalf("dockward run after SIGTERM: %v", err)
-	}
+	a.stop()
 
 	// No agent: it took its report with it.
 	if _, err := os.Stat(filepath.Join(root, reloadStateFile)); !errors.Is(err, os.ErrNotExist) {
