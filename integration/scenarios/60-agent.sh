@@ -17,25 +17,12 @@ conf=/etc/dockward/dockward.hcl
 added=()     # files this scenario put in place, removed at the end
 conf_backup= # the operator's configuration, put back at the end
 
-agent_log() { journalctl -q --no-pager -o cat -u dockward.service --after-cursor="$cursor" 2>/dev/null; }
-# wait_log SECS TEXT: poll the agent's journal since $cursor for TEXT.
-wait_log() { wait_for "$1" "journal: $2" bash -c 'journalctl -q --no-pager -o cat -u dockward.service --after-cursor="$0" | grep -qF -- "$1"' "$cursor" "$2"; }
-show() { systemctl show -p "$1" --value dockward.service; }
 stateless_table() { nft -s list table inet dockward 2>/dev/null; }
 
 cleanup() {
 	systemctl stop dockward.service 2>/dev/null
 	docker network rm later >/dev/null 2>&1
-	if [[ -n $conf_backup ]]; then mv -f "$conf_backup" "$conf"; else rm -f "$conf"; fi
-	local f
-	for f in "${added[@]}"; do rm -f "$f"; done
-	systemctl daemon-reload
-	systemctl reset-failed dockward.service 2>/dev/null
-	# Leave the host converged, as the next scenario expects (docker's
-	# start limit may be spent by the flapping section).
-	systemctl reset-failed docker.service 2>/dev/null
-	"$DOCKWARD" apply >/dev/null 2>&1
-	wait_docker_active
+	agent_cleanup "$conf" "$conf_backup"
 }
 trap cleanup EXIT
 
@@ -223,6 +210,7 @@ wait_for 10 "the flapping gauge" grep -q '^dockward_module_flapping{module="dock
 expect_contains "$(cat "$metrics")" 'dockward_module_flapping{module="docker_daemon"} 1' "...and the metrics textfile"
 
 # --- SIGTERM stops it cleanly
+# shellcheck disable=SC2034 # read by agent_log (lib.sh)
 cursor=$(journal_cursor)
 check "systemctl stop dockward.service" timeout 150 systemctl stop dockward.service
 expect_eq "$(show ActiveState)" inactive "the agent stopped"

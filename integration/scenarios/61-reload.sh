@@ -21,9 +21,6 @@ dropin=/etc/dockward/conf.d/61-reload.hcl
 added=()     # files this scenario put in place, removed at the end
 conf_backup= # the operator's configuration, put back at the end
 
-agent_log() { journalctl -q --no-pager -o cat -u dockward.service --after-cursor="$cursor" 2>/dev/null; }
-wait_log() { wait_for "$1" "journal: $2" bash -c 'journalctl -q --no-pager -o cat -u dockward.service --after-cursor="$0" | grep -qF -- "$1"' "$cursor" "$2"; }
-show() { systemctl show -p "$1" --value dockward.service; }
 forward_chain() { nft list chain inet dockward forward 2>/dev/null; }
 now_ms() { echo $(($(date +%s%N) / 1000000)); }
 
@@ -38,15 +35,8 @@ timed_reload() {
 }
 
 cleanup() {
-	systemctl stop dockward.service 2>/dev/null
-	if [[ -n $conf_backup ]]; then mv -f "$conf_backup" "$conf"; else rm -f "$conf"; fi
-	local f
-	for f in "${added[@]}"; do rm -f "$f"; done
+	agent_cleanup "$conf" "$conf_backup"
 	rmdir /etc/dockward/conf.d 2>/dev/null
-	systemctl daemon-reload
-	systemctl reset-failed dockward.service 2>/dev/null
-	"$DOCKWARD" apply >/dev/null 2>&1
-	wait_docker_active
 }
 trap cleanup EXIT
 

@@ -260,3 +260,32 @@ install_agent_unit() {
 		added+=(/usr/bin/dockward)
 	fi
 }
+
+# For the resident agent's scenarios (60, 61).
+
+# cursor is the journal position agent_log and wait_log read from; a
+# scenario sets it (journal_cursor) before what it then looks for.
+cursor=
+
+# agent_log: the agent's journal since $cursor.
+agent_log() { journalctl -q --no-pager -o cat -u dockward.service --after-cursor="$cursor" 2>/dev/null; }
+# wait_log SECS TEXT: poll the agent's journal since $cursor for TEXT.
+wait_log() { wait_for "$1" "journal: $2" bash -c 'journalctl -q --no-pager -o cat -u dockward.service --after-cursor="$0" | grep -qF -- "$1"' "$cursor" "$2"; }
+# show PROPERTY: a property of dockward.service.
+show() { systemctl show -p "$1" --value dockward.service; }
+
+# agent_cleanup CONF BACKUP: stop the agent, put the operator's
+# configuration CONF back from BACKUP (or remove CONF when there was none),
+# remove the files in the scenario's `added`, and leave the host
+# converged, as the next scenario expects (docker's start limit may be
+# spent: a scenario that restarts docker often resets it).
+agent_cleanup() {
+	local conf=$1 backup=$2 f
+	systemctl stop dockward.service 2>/dev/null
+	if [[ -n $backup ]]; then mv -f "$backup" "$conf"; else rm -f "$conf"; fi
+	for f in "${added[@]}"; do rm -f "$f"; done
+	systemctl daemon-reload
+	systemctl reset-failed dockward.service docker.service 2>/dev/null
+	"$DOCKWARD" apply >/dev/null 2>&1
+	wait_docker_active 90
+}
