@@ -47,6 +47,8 @@ type Flapping struct {
 	Rounds int `json:"rounds"`
 	// Window is the policy's: Corrections happened within it.
 	Window time.Duration `json:"-"`
+	// retried: its back-off ended and its one converge was handed out.
+	retried bool
 }
 
 // Describe is the log's and the status's sentence about it.
@@ -66,13 +68,10 @@ type flaps struct {
 	policy   FlapPolicy
 	seen     map[flapKey][]time.Time // recent corrections of each target
 	flapping map[string]*Flapping
-	// retried are flapping modules whose back-off ended and whose one
-	// converge was handed out.
-	retried map[string]bool
 }
 
 func newFlaps(p FlapPolicy) *flaps {
-	return &flaps{policy: p, seen: map[flapKey][]time.Time{}, flapping: map[string]*Flapping{}, retried: map[string]bool{}}
+	return &flaps{policy: p, seen: map[flapKey][]time.Time{}, flapping: map[string]*Flapping{}}
 }
 
 // corrected records the drift corrections of a converge that ended at now
@@ -126,7 +125,7 @@ func (f *flaps) corrected(now time.Time, rep *Report) []Flapping {
 		fl.Rounds++
 		fl.Targets, fl.Corrections, fl.Since = over, most, now
 		fl.Until = now.Add(f.policy.Backoff.Delay(fl.Rounds))
-		delete(f.retried, mr.ID)
+		fl.retried = false
 		// The count starts again: after the back-off, Count more
 		// corrections within the window make it flap again.
 		for _, t := range over {
@@ -159,7 +158,6 @@ func (f *flaps) calm(now time.Time) {
 	for id, fl := range f.flapping {
 		if now.Sub(fl.Until) >= f.policy.Window {
 			delete(f.flapping, id)
-			delete(f.retried, id)
 		}
 	}
 }
@@ -169,8 +167,8 @@ func (f *flaps) calm(now time.Time) {
 func (f *flaps) ended(now time.Time) []string {
 	var out []string
 	for id, fl := range f.flapping {
-		if !now.Before(fl.Until) && !f.retried[id] {
-			f.retried[id] = true
+		if !now.Before(fl.Until) && !fl.retried {
+			fl.retried = true
 			out = append(out, id)
 		}
 	}
@@ -182,8 +180,8 @@ func (f *flaps) ended(now time.Time) []string {
 // when none.
 func (f *flaps) nextEnd() time.Time {
 	var next time.Time
-	for id, fl := range f.flapping {
-		if !f.retried[id] && (next.IsZero() || fl.Until.Before(next)) {
+	for _, fl := range f.flapping {
+		if !fl.retried && (next.IsZero() || fl.Until.Before(next)) {
 			next = fl.Until
 		}
 	}
