@@ -465,7 +465,7 @@ func (l *Loop) finish(cur *current, sch *schedule, f finished) {
 	if rep == nil {
 		rep = &Report{FormatVersion: ReportFormatVersion, Command: "apply", Start: f.begin.UTC(), Duration: f.end.Sub(f.begin).Seconds()}
 	}
-	failed, flapping := sch.observe(f.begin, f.end, moduleIDs(cur.eng, f.only), rep, err, f.trigger != "start")
+	failed, flapping := sch.observe(f.begin, f.end, f.ids, rep, err, f.trigger != "start")
 	for _, fl := range flapping {
 		l.Log.WithFields(logrus.Fields{"module": fl.Module, "target": strings.Join(fl.Targets, ", "), "flapping": true}).Warn(fl.Describe(f.end))
 	}
