@@ -470,7 +470,7 @@ func (l *Loop) finish(cur *current, sch *schedule, f finished) {
 		l.Log.WithFields(logrus.Fields{"module": fl.Module, "target": strings.Join(fl.Targets, ", "), "flapping": true}).Warn(fl.Describe(f.end))
 	}
 	l.Metrics.Observe(rep, f.trigger != "start")
-	l.resident().ran(f.trigger, moduleIDs(cur.eng, f.only), rep, err) // published (and the metrics textfile written) before the loop waits again
+	l.resident().ran(f.trigger, f.ids, rep, err) // published (and the metrics textfile written) before the loop waits again
 	fields := logrus.Fields{"trigger": f.trigger, "exit": rep.ExitCode(), "duration": f.end.Sub(f.begin).Round(time.Millisecond).String()}
 	if f.lane == sideLane {
 		fields["lane"] = laneNames[f.lane]
